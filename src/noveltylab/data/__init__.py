@@ -1,0 +1,9 @@
+"""Data sources (files -> ImageSet) and evaluation protocols (ImageSet -> Split)."""
+from .base import ImageSet
+from .protocols import (PROTOCOLS, Split, cap_per_class, leave_one_out, make_splits, one_class, outlier_fraction,
+                        register_protocol)
+from .sources import DATASETS, DatasetNotFoundError, dataset_status, default_data_dir, load_dataset
+
+__all__ = ["DATASETS", "DatasetNotFoundError", "ImageSet", "PROTOCOLS", "Split", "cap_per_class",
+           "dataset_status", "default_data_dir", "leave_one_out", "load_dataset", "make_splits",
+           "one_class", "outlier_fraction", "register_protocol"]

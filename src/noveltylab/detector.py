@@ -1,0 +1,351 @@
+"""The Detector contract every method follows, the registry, and safe save/load.
+
+A detector is fitted on normal images only and scores new images (higher =
+more novel). Constructor arguments are hyperparameters only (scikit-learn
+style); everything learned lives in attributes ending with ``_``.
+
+Saved models are a folder with ``config.json`` (method, hyperparameters,
+JSON metadata, SHA-256 of the weights) and ``weights.safetensors`` (every
+tensor, including FAISS indexes serialised to bytes). Loading never unpickles
+anything, refuses a folder written by another method and detects tampering.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import torch
+
+from .images import ImageError, ImageInput, as_images
+
+FORMAT = "noveltylab-model"
+FORMAT_VERSION = 1
+_REGISTRY: dict[str, type["Detector"]] = {}
+
+
+class NotFittedError(RuntimeError):
+    """Raised when a detector is used before ``fit``."""
+
+
+class ModelFileError(ValueError):
+    """Raised for a model folder that is missing, from another method, or tampered with."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so that CPU runs repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else CPU; anything else is passed to torch."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
+    return dev
+
+
+class Detector:
+    """Base class: subclasses implement ``_fit`` and ``_score`` (and optionally
+    ``_anomaly_map``, ``_state``/``_restore``, ``_meta``).
+
+    Class attributes:
+      ``name``: registry name; ``profiles``: named hyperparameter sets, at
+      least ``"cpu"`` (minutes on two cores) and ``"paper"`` (the paper's
+      schedule); ``localises``: whether ``anomaly_map`` is available.
+    """
+
+    name: ClassVar[str] = ""
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    localises: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    # --- hyperparameters -------------------------------------------------
+    def __init__(self, seed: int = 0, device: str = "auto") -> None:
+        self.seed = seed
+        self.device = device
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass):
+                sig = inspect.signature(klass.__init__)
+                for p in list(sig.parameters.values())[1:]:
+                    if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                        continue
+                    if p.name not in names:
+                        names.append(p.name)
+                break  # the most derived __init__ lists all parameters
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments as a JSON-able dict (scikit-learn style)."""
+        return {n: getattr(self, n) for n in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- public API -------------------------------------------------------
+    @property
+    def device_(self) -> torch.device:
+        return resolve_device(self.device)
+
+    def fit(self, images: ImageInput, val: ImageInput | None = None) -> "Detector":
+        """Fit on normal images only. ``val``: optional held-out normal images
+        that some methods use (normalisation constants, validation loss)."""
+        x = as_images(images, name="training images")
+        if x.shape[0] < 2:
+            raise ImageError(f"training images: need at least 2 normal images, got {x.shape[0]}")
+        v = None if val is None else as_images(val, name="validation images")
+        if v is not None and v.shape[1:] != x.shape[1:]:
+            raise ImageError(f"validation images have shape {tuple(v.shape[1:])} but training images "
+                             f"have {tuple(x.shape[1:])}")
+        self._check_input(x)
+        seed_everything(self.seed)
+        self.input_shape_ = tuple(int(s) for s in x.shape[1:])
+        self.threshold_: float | None = None
+        self._fit(x, v)
+        self.fitted_ = True
+        return self
+
+    def score(self, images: ImageInput) -> np.ndarray:
+        """Novelty score per image (float64, higher = more novel); independent of batch composition."""
+        x = self._prepare(images)
+        with torch.no_grad():
+            s = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
+        if s.shape[0] != x.shape[0]:
+            raise RuntimeError(f"{self.name}: produced {s.shape[0]} scores for {x.shape[0]} images")
+        if not np.all(np.isfinite(s)):
+            raise RuntimeError(f"{self.name}: non-finite scores; the model may have diverged during training")
+        return s
+
+    def anomaly_map(self, images: ImageInput) -> np.ndarray:
+        """Per-pixel novelty maps ``(N, H, W)`` at input resolution (localising methods only)."""
+        if not self.localises:
+            raise NotImplementedError(f"method {self.name!r} does not localise; anomaly_map is unavailable")
+        x = self._prepare(images)
+        with torch.no_grad():
+            return np.asarray(self._anomaly_map(x), dtype=np.float32)
+
+    def calibrate(self, normal_images: ImageInput, fpr: float = 0.05) -> "Detector":
+        """Set ``threshold_`` so that about ``fpr`` of held-out normal images are flagged."""
+        if not 0.0 < fpr < 1.0:
+            raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+        s = self.score(normal_images)
+        self.threshold_ = float(np.quantile(s, 1.0 - fpr, method="higher"))
+        self.calibration_fpr_ = fpr
+        return self
+
+    def predict(self, images: ImageInput) -> np.ndarray:
+        """1 = novel, 0 = normal, using ``threshold_`` (call ``calibrate`` first)."""
+        self._check_fitted()
+        if self.threshold_ is None:
+            raise NotFittedError("no threshold: call calibrate(normal_images, fpr=...) before predict")
+        return (self.score(images) > self.threshold_).astype(np.int64)
+
+    # --- persistence -------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``config.json`` + ``weights.safetensors`` into folder ``path``."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: _as_tensor(v) for k, v in self._state().items()}
+        wfile = path / "weights.safetensors"
+        save_file(state, str(wfile))
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "method": self.name,
+            "params": self.get_params(),
+            "input_shape": list(self.input_shape_),
+            "threshold": self.threshold_,
+            "meta": self._meta(),
+            "weights_sha256": _sha256(wfile),
+        }
+        (path / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Detector":
+        """Load a saved model; on the base class the method is read from the folder."""
+        config, state = _read_model_dir(Path(path))
+        method = config["method"]
+        if cls is Detector:
+            klass = get_class(method)
+        else:
+            if method != cls.name:
+                raise ModelFileError(f"{path} holds a {method!r} model, not {cls.name!r}; "
+                                     f"use noveltylab.load() or the {method!r} class")
+            klass = cls
+        det = klass(**config["params"])
+        det.input_shape_ = tuple(config["input_shape"])
+        det.threshold_ = config.get("threshold")
+        det._restore(state, config.get("meta") or {})
+        det.fitted_ = True
+        return det
+
+    # --- hooks for subclasses --------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Raise ImageError if ``x`` (first seen in fit) cannot be used by this method."""
+
+    def _fit(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
+    def _score(self, x: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def _anomaly_map(self, x: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, torch.Tensor | np.ndarray]:
+        """Every learned array/tensor, flat dict; stored in safetensors."""
+        return {}
+
+    def _meta(self) -> dict[str, Any]:
+        """JSON-able learned values (normalisation constants, ...)."""
+        return {}
+
+    def _restore(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Rebuild the fitted detector from ``_state()`` and ``_meta()``."""
+
+    # --- helpers -----------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"this {self.name or type(self).__name__} detector is not fitted; call fit() first")
+
+    def _prepare(self, images: ImageInput) -> torch.Tensor:
+        self._check_fitted()
+        x = as_images(images)
+        if tuple(x.shape[1:]) != tuple(self.input_shape_):
+            c, h, w = self.input_shape_
+            raise ImageError(
+                f"images have shape (C, H, W) = {tuple(x.shape[1:])} but the model was trained on "
+                f"{(c, h, w)}; " + ("wrong number of channels" if x.shape[1] != c else "resize them first"))
+        return x
+
+
+def _as_tensor(v: Any) -> torch.Tensor:
+    t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
+    return t.detach().cpu().contiguous()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_model_dir(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    cfile, wfile = path / "config.json", path / "weights.safetensors"
+    if not cfile.is_file() or not wfile.is_file():
+        raise ModelFileError(f"{path} is not a saved noveltylab model (needs config.json and weights.safetensors)")
+    try:
+        config = json.loads(cfile.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{cfile} is not valid JSON (corrupted or tampered): {exc}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{cfile} is not a noveltylab model config")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{cfile}: unsupported format version {config.get('format_version')}")
+    if _sha256(wfile) != config.get("weights_sha256"):
+        raise ModelFileError(f"{wfile} does not match the checksum in config.json: the file was modified "
+                             "or corrupted (tampered)")
+    try:
+        state = load_file(str(wfile))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"cannot read {wfile}: {exc}") from None
+    return config, state
+
+
+# --- registry ------------------------------------------------------------------
+def register(cls: type[Detector]) -> type[Detector]:
+    """Class decorator: make ``cls`` available as ``noveltylab.create(cls.name)``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty 'name' to be registered")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"detector name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _ensure_methods_loaded() -> None:
+    from . import methods  # noqa: F401  (registers every method on import)
+
+
+def available() -> list[str]:
+    """Names of all registered detectors."""
+    _ensure_methods_loaded()
+    return sorted(_REGISTRY)
+
+
+def get_class(name: str) -> type[Detector]:
+    _ensure_methods_loaded()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def create(name: str, profile: str | None = None, **params: Any) -> Detector:
+    """Build a registered detector; ``profile`` ("cpu", "paper", ...) supplies
+    defaults that explicit ``params`` override."""
+    cls = get_class(name)
+    merged: dict[str, Any] = {}
+    if profile is not None:
+        if profile not in cls.profiles:
+            raise KeyError(f"method {name!r} has no profile {profile!r}; profiles: {sorted(cls.profiles)}")
+        merged.update(cls.profiles[profile])
+    merged.update(params)
+    unknown = set(merged) - set(cls._param_names())
+    if unknown:
+        raise TypeError(f"method {name!r} has no parameter(s) {sorted(unknown)}; "
+                        f"parameters: {cls._param_names()}")
+    return cls(**merged)
+
+
+def load(path: str | os.PathLike) -> Detector:
+    """Load any saved detector (the method is read from its config.json)."""
+    return Detector.load(path)
+
+
+def module_state(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's state dict with ``prefix.`` in front of every key (for ``_state``)."""
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def load_module_state(prefix: str, module: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Inverse of :func:`module_state`; strict, so a mismatched file is an error."""
+    sub = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+    try:
+        module.load_state_dict(sub, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"saved weights for {prefix!r} do not fit the network: {exc}") from None

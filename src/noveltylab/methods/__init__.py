@@ -1,0 +1,7 @@
+"""Every registered method. Importing this package registers them all.
+
+Each method module lives here (or in a sub-folder) and registers its
+detectors with ``@noveltylab.detector.register``; add new modules to the
+import list below.
+"""
+from . import baselines  # noqa: F401
