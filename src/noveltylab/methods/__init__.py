@@ -5,3 +5,4 @@ detectors with ``@noveltylab.detector.register``; add new modules to the
 import list below.
 """
 from . import baselines  # noqa: F401
+from . import inception_pq  # noqa: F401

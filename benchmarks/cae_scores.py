@@ -1,0 +1,140 @@
+"""Train a CAE once per class and seed, score it several ways, write one result
+record per scoring (paper 003, Tables 2, 4, 5, 6).
+
+  python benchmarks/cae_scores.py --method inception-cae --dataset mnist \
+      --scorings nn-qed nn-eed re --profile cpu --max-train 1500 --seeds 0
+
+Scorings: ``nn-qed`` (PQ m x bits, default 32 x 4 fast-scan), ``nn-eed`` (exact),
+``re`` (reconstruction error) and, for ``cae-nn``, ``ocsvm`` (the ``cae-ocsvm``
+head on the same network). Records go through the runner's own assembly and
+writer, labelled as in ``LABELS`` (e.g. ``inception-cae-nn-qed``, ``cae-nn-qed``, ``cae-ocsvm``). Every record's
+``train_seconds`` is the one shared CAE training; ``score_images_per_s`` is
+measured per scoring (embedding + search). ``--features DIR`` also saves the
+train/test representations (npz, for benchmarks/quantization_study.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from noveltylab import metrics
+from noveltylab.bench import runner
+from noveltylab.data import load_dataset, make_splits
+from noveltylab.detector import create
+from noveltylab.images import as_images
+
+
+LABELS = {"inception-cae": {"nn-qed": "inception-cae-nn-qed", "nn-eed": "inception-cae-nn-eed",
+                             "re": "inception-cae-re"},
+          "cae-nn": {"nn-qed": "cae-nn-qed", "nn-eed": "cae-nn-eed", "re": "lenet-cae-re", "ocsvm": "cae-ocsvm"}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--method", default="inception-cae", choices=["inception-cae", "cae-nn"])
+    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--protocol", default="one-class")
+    ap.add_argument("--classes", nargs="*", default=None)
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--scorings", nargs="*", default=["nn-qed", "nn-eed", "re"])
+    ap.add_argument("--max-train", type=int, default=None)
+    ap.add_argument("--param", action="append", default=[], help="key=value constructor override")
+    ap.add_argument("--label-suffix", default="")
+    ap.add_argument("--notes", default="")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out-dir", default=str(runner.DEFAULT_OUT))
+    ap.add_argument("--features", default=None, help="folder for saved representations (npz)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args(argv)
+
+    params: dict = {}
+    for kv in a.param:
+        k, v = kv.split("=", 1)
+        try:
+            params[k] = int(v)
+        except ValueError:
+            try:
+                params[k] = float(v)
+            except ValueError:
+                params[k] = v
+    params["device"] = a.device
+    runner.set_threads(a.threads)
+    started = time.perf_counter()
+    train_set = load_dataset(a.dataset, "train", data_dir=a.data_dir)
+    test_set = load_dataset(a.dataset, "test", data_dir=a.data_dir)
+    options = {"max_train": a.max_train} if a.max_train is not None else {}
+    classes = None if a.classes is None else [runner._parse_task(c, train_set.class_names) for c in a.classes]
+    per: dict[str, dict] = {s: {} for s in a.scorings}
+    configs: dict[str, dict] = {}
+    for seed in a.seeds:
+        for task, split in make_splits(a.protocol, train_set, test_set, classes, seed=seed, **options):
+            name = runner._task_name(task, train_set.class_names)
+            det = create(a.method, profile=a.profile, **{**params, "seed": seed, "scoring": "re"})
+            print(f"[cae_scores] {a.method} {a.dataset} task={name} seed={seed} train={len(split.train)}",
+                  file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            det.fit(split.train, val=split.val if len(split.val) else None)
+            train_s = time.perf_counter() - t0
+            xtr = as_images(split.train)
+            t0 = time.perf_counter()
+            ftr = det.embed(xtr)
+            embed_train_s = time.perf_counter() - t0
+            if a.features:
+                Path(a.features).mkdir(parents=True, exist_ok=True)
+                np.savez(Path(a.features) / f"{a.method}__{a.dataset}__{name}__seed{seed}.npz", train=ftr,
+                         test=det.embed(split.test), val=det.embed(split.val), test_labels=split.test_labels)
+            for scoring in a.scorings:
+                if scoring == "ocsvm":
+                    ocp = {k: v for k, v in det.get_params().items() if k in create("cae-ocsvm").get_params()}
+                    d = create("cae-ocsvm", **ocp)
+                    d.input_shape_, d.net_, d.threshold_, d.fitted_ = det.input_shape_, det.net_, None, True
+                    t0 = time.perf_counter()
+                    d.fit_svm(ftr)
+                    head_s = time.perf_counter() - t0
+                else:
+                    t0 = time.perf_counter()
+                    d = det.rescored(ftr, scoring)
+                    head_s = time.perf_counter() - t0
+                configs[scoring] = {k: v for k, v in d.get_params().items() if k != "seed"}
+                threshold = None
+                if len(split.val) >= 2:
+                    d.calibrate(split.val, fpr=runner.CALIBRATION_FPR)
+                    threshold = d.threshold_
+                t0 = time.perf_counter()
+                scores = d.score(split.test)
+                score_s = time.perf_counter() - t0
+                m = metrics.summary(split.test_labels, scores, threshold)
+                extra = 0.0 if scoring == "re" else embed_train_s + head_s
+                e = per[scoring].setdefault(name, {"task": task, "name": name, "metrics": {}, "train_seconds": [],
+                                                   "score_images_per_s": [], "n_train": len(split.train),
+                                                   "n_val": len(split.val), "n_test": len(split.test),
+                                                   "n_novel": int(split.test_labels.sum())})
+                for k, v in m.items():
+                    e["metrics"].setdefault(k, []).append(v)
+                e["train_seconds"].append(train_s + extra)
+                e["score_images_per_s"].append(len(split.test) / max(score_s, 1e-9))
+                print(f"[cae_scores]   {scoring}: auroc={m['auroc']:.4f} train={train_s:.1f}s",
+                      file=sys.stderr, flush=True)
+    for scoring in a.scorings:
+        method = "cae-ocsvm" if scoring == "ocsvm" else a.method
+        label = LABELS[a.method][scoring] + a.label_suffix
+        notes = (f"{a.notes} One {a.method} network trained per class and seed (train_seconds = that "
+                 f"training + building this scoring head), scored {len(a.scorings)} ways by "
+                 f"benchmarks/cae_scores.py: {', '.join(a.scorings)}.").strip()
+        rec = runner._assemble(method, a.dataset, a.protocol, options, a.profile, params, configs[scoring],
+                               list(a.seeds), per[scoring], label, notes, None, time.perf_counter() - started,
+                               a.device)
+        rec["subset"] = classes is not None and len(per[scoring]) < 10
+        path = runner.write_record(rec, a.out_dir)
+        print(f"[cae_scores] {label}: mean auroc {rec['mean'].get('auroc', float('nan')):.4f} -> {path}",
+              file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
