@@ -6,3 +6,4 @@ import list below.
 """
 from . import baselines  # noqa: F401
 from . import inception_pq  # noqa: F401
+from . import unode  # noqa: F401
