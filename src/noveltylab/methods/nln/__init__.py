@@ -1,0 +1,5 @@
+"""NLN: nearest-latent-neighbour scoring for five autoencoder families (paper 000).
+
+See ``README.md`` in this folder and :mod:`.detectors` for the registered names.
+"""
+from .detectors import DETECTORS, NLNDetector, NLNPatchDetector  # noqa: F401

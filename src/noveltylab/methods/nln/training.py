@@ -1,0 +1,147 @@
+"""Training of the five families through the shared ``train_loop``.
+
+One step structure for every family: reconstruct with BCE, then the family's
+extra (adversarial / consistency) updates inside the same step function.
+
+* ``ae``: BCE(x, g(f(x))), Adam ``lr``.
+* ``vae``: BCE summed over pixels + KL(q(z|x) || N(0, I)), mean over the batch, Adam ``lr``.
+* ``aae`` (authors' ``aae.py``): reconstruction step on f and g (``lr``);
+  latent discriminator step, prior N(0, I) samples real vs codes fake
+  (``adv_lr``); generator step that moves the encoder to fool it (``adv_lr``).
+* ``aeres`` (authors' ``dae.py``): reconstruction step (``lr``); image
+  discriminator step, x real vs x_hat fake (``adv_lr``); generator step on
+  the decoder (``adv_lr``). The authors' code feeds the discriminator's
+  latent output to the BCE; here the sigmoid head's logit is used, as the
+  paper's Eq. 6 says.
+* ``aecon`` (GANomaly, authors' ``ganomaly.py``): f, g and E2 minimise
+  ``recon_weight * BCE + adversarial + |f(x) - E2(x_hat)|`` (``lr``; E2 only
+  sees the consistency term); discriminator step with ``adv_lr``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .models import NLNNetworks
+
+
+def _bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float = 50.0,
+              seed: int = 0) -> Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]:
+    """The ``step(batch)`` for ``train_loop``; builds the family's optimizers."""
+    fam = nets.family
+    ae_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
+    opt_ae = torch.optim.Adam(ae_params, lr=lr)
+    gen = torch.Generator().manual_seed(seed + 12345)
+
+    def recon_bce(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, x)
+
+    if fam == "ae":
+        def step(batch):
+            x = batch[0]
+            loss = recon_bce(x, nets.decoder(nets.encode(x), logits=True))
+            opt_ae.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_ae.step()
+            return {"recon": loss}
+        return step
+
+    if fam == "vae":
+        def step(batch):
+            x = batch[0]
+            mu, logvar = nets.encoder.encode(x)
+            eps = torch.randn(mu.shape, generator=gen).to(mu.device)
+            z = mu + torch.exp(0.5 * logvar) * eps
+            logits = nets.decoder(z, logits=True)
+            rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
+            kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+            loss = rec + kl
+            opt_ae.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_ae.step()
+            return {"recon": rec / x[0].numel(), "kl": kl}
+        return step
+
+    if fam == "aae":
+        assert nets.disc_z is not None
+        opt_d = torch.optim.Adam(nets.disc_z.parameters(), lr=adv_lr)
+        opt_g = torch.optim.Adam(nets.encoder.parameters(), lr=adv_lr)
+
+        def step(batch):
+            x = batch[0]
+            loss = recon_bce(x, nets.decoder(nets.encode(x), logits=True))
+            opt_ae.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_ae.step()
+            # discriminator: prior samples are real, codes are fake
+            z = nets.encode(x)
+            prior = torch.randn(z.shape, generator=gen).to(z.device)
+            d_loss = _bce_logits(nets.disc_z(prior), 1.0) + _bce_logits(nets.disc_z(z.detach()), 0.0)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            # generator: the encoder learns to fool the discriminator
+            g_loss = _bce_logits(nets.disc_z(z), 1.0)
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            return {"recon": loss, "disc": d_loss, "gen": g_loss}
+        return step
+
+    if fam == "aeres":
+        assert nets.disc_x is not None
+        opt_d = torch.optim.Adam(nets.disc_x.parameters(), lr=adv_lr)
+        opt_g = torch.optim.Adam(nets.decoder.parameters(), lr=adv_lr)
+
+        def step(batch):
+            x = batch[0]
+            logits = nets.decoder(nets.encode(x), logits=True)
+            loss = recon_bce(x, logits)
+            opt_ae.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_ae.step()
+            x_hat = nets.reconstruct(x)
+            d_loss = _bce_logits(nets.disc_x(x)[1], 1.0) + _bce_logits(nets.disc_x(x_hat.detach())[1], 0.0)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            g_loss = _bce_logits(nets.disc_x(x_hat)[1], 1.0)
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            return {"recon": loss, "disc": d_loss, "gen": g_loss}
+        return step
+
+    if fam == "aecon":
+        assert nets.disc_x is not None and nets.encoder2 is not None
+        opt_e2 = torch.optim.Adam(nets.encoder2.parameters(), lr=lr)
+        opt_d = torch.optim.Adam(nets.disc_x.parameters(), lr=adv_lr)
+
+        def step(batch):
+            x = batch[0]
+            z = nets.encode(x)
+            logits = nets.decoder(z, logits=True)
+            x_hat = torch.sigmoid(logits)
+            rec = recon_bce(x, logits)
+            adv = _bce_logits(nets.disc_x(x_hat)[1], 1.0)
+            con = (z - nets.encoder2(x_hat)).abs().mean()
+            total = recon_weight * rec + adv + con
+            opt_ae.zero_grad(set_to_none=True)
+            opt_e2.zero_grad(set_to_none=True)
+            total.backward()
+            opt_ae.step()
+            opt_e2.step()
+            d_loss = _bce_logits(nets.disc_x(x)[1], 1.0) + _bce_logits(nets.disc_x(x_hat.detach())[1], 0.0)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            return {"recon": rec, "adv": adv, "con": con, "disc": d_loss}
+        return step
+
+    raise ValueError(f"unknown family {fam!r}")
