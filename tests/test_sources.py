@@ -552,7 +552,5 @@ def test_real_cifar10_jpeg(monkeypatch):
         raise AssertionError("decoded again instead of reading the cache")
 
     monkeypatch.setattr(sources, "decode_image", no_decoding)
-    t = time.perf_counter()
     again = load_dataset("cifar10-jpeg", "train", data_dir=data_dir)
-    assert time.perf_counter() - t < 5  # about 0.3 s on an idle machine
     assert np.array_equal(again.images[::997], train.images[::997])

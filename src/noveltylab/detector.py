@@ -164,7 +164,6 @@ class Detector:
         path.mkdir(parents=True, exist_ok=True)
         state = {k: _as_tensor(v) for k, v in self._state().items()}
         wfile = path / "weights.safetensors"
-        save_file(state, str(wfile))
         config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -173,9 +172,11 @@ class Detector:
             "input_shape": list(self.input_shape_),
             "threshold": self.threshold_,
             "meta": self._meta(),
-            "weights_sha256": _sha256(wfile),
         }
-        (path / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+        config = json.loads(json.dumps(config, default=_json_default))
+        save_file(state, str(wfile), metadata={"config_sha256": _config_hash(config)})
+        config["weights_sha256"] = _sha256(wfile)
+        (path / "config.json").write_text(json.dumps(config, indent=2))
         return path
 
     @classmethod
@@ -190,10 +191,15 @@ class Detector:
                 raise ModelFileError(f"{path} holds a {method!r} model, not {cls.name!r}; "
                                      f"use noveltylab.load() or the {method!r} class")
             klass = cls
-        det = klass(**config["params"])
-        det.input_shape_ = tuple(config["input_shape"])
-        det.threshold_ = config.get("threshold")
-        det._restore(state, config.get("meta") or {})
+        try:
+            det = klass(**config["params"])
+            det.input_shape_ = tuple(config["input_shape"])
+            det.threshold_ = config.get("threshold")
+            det._restore(state, config.get("meta") or {})
+        except (TypeError, KeyError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, ModelFileError):
+                raise
+            raise ModelFileError(f"{path}: saved model does not fit method {method!r}: {exc}") from None
         det.fitted_ = True
         return det
 
@@ -262,8 +268,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _config_hash(config: dict) -> str:
+    body = {k: v for k, v in config.items() if k != "weights_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def _read_model_dir(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     cfile, wfile = path / "config.json", path / "weights.safetensors"
@@ -282,8 +293,13 @@ def _read_model_dir(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
                              "or corrupted (tampered)")
     try:
         state = load_file(str(wfile))
+        with safe_open(str(wfile), framework="pt") as f:
+            stored = (f.metadata() or {}).get("config_sha256")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"cannot read {wfile}: {exc}") from None
+    if stored != _config_hash(config):
+        raise ModelFileError(f"{cfile} does not match the model it was saved with: the config was modified "
+                             "(tampered) or belongs to another weights file")
     return config, state
 
 

@@ -42,8 +42,17 @@ class ImageSet:
 
     def subset(self, index: np.ndarray) -> "ImageSet":
         """A new ImageSet holding the items at ``index`` (boolean mask or integer indices)."""
+        n = len(self.images)
+        extra = {}
+        for k, v in self.extra.items():  # per-image lists (file names, ...) follow the images
+            if isinstance(v, np.ndarray) and len(v) == n:
+                extra[k] = v[index]
+            elif isinstance(v, list) and len(v) == n:
+                extra[k] = list(np.asarray(v, dtype=object)[index])
+            else:
+                extra[k] = v
         return ImageSet(self.images[index], self.labels[index], list(self.class_names),
-                        None if self.masks is None else self.masks[index], self.name, dict(self.extra))
+                        None if self.masks is None else self.masks[index], self.name, extra)
 
     def class_index(self, cls: int | str) -> int:
         """Resolve a class given by index or by name; raise a clear error if it does not exist."""

@@ -87,6 +87,12 @@ def _train_val(train: ImageSet, normal: list[int], val_fraction: float, max_trai
     return train.images[tr_idx], train.images[val_idx]
 
 
+def normal_train_val(train: ImageSet, normal: int | str | Sequence[int | str], *, val_fraction: float = 0.1,
+                     max_train: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Normal training and validation images of the ``normal`` class(es) (used by ``noveltylab fit``)."""
+    return _train_val(train, _resolve(train, normal), val_fraction, max_train, seed)
+
+
 def one_class(train: ImageSet, test: ImageSet, normal: int | str | Sequence[int | str], *,
               val_fraction: float = 0.1, max_train: int | None = None, seed: int = 0) -> Split:
     """One-class / SIMO: ``normal`` class(es) are normal, every other class is novel.

@@ -30,7 +30,7 @@ class RawNN(Detector):
 
     name = "raw-nn"
     summary = "Raw-pixel nearest-neighbour distance (exact or PQ), paper 003's Raw NN-EED/QED"
-    profiles = {"cpu": {}, "paper": {"index": "PQ32x4"}}
+    profiles = {"cpu": {}, "paper": {"index": "PQ32x4"}, "demo": {}, "test": {}}
 
     def __init__(self, index: str = "Flat", k: int = 1, agg: str = "kth", pad_multiple: int = 8,
                  seed: int = 0, device: str = "auto") -> None:
@@ -65,15 +65,16 @@ class RawNN(Detector):
 class ConvAEReconstruction(Detector):
     """Small convolutional autoencoder; score = mean squared reconstruction error.
 
-    Inputs are zero-padded to a multiple of 4. Adam, MSE loss, fixed epochs
+    Inputs are zero-padded to a multiple of ``2**depth``. Adam, MSE loss, fixed epochs
     (no checkpoint selection)."""
 
     name = "cae-re"
     summary = "Small convolutional autoencoder scored by reconstruction error"
-    profiles = {"cpu": {"epochs": 15}, "paper": {"epochs": 100}}
+    profiles = {"cpu": {"epochs": 15}, "paper": {"epochs": 100}, "demo": {"epochs": 10, "batch_size": 32},
+                "test": {"epochs": 2, "batch_size": 32}}
 
     def __init__(self, epochs: int = 15, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-6,
-                 width: int = 32, bottleneck: int = 8, seed: int = 0, device: str = "auto") -> None:
+                 width: int = 32, bottleneck: int = 4, depth: int = 3, seed: int = 0, device: str = "auto") -> None:
         super().__init__(seed=seed, device=device)
         self.epochs = epochs
         self.batch_size = batch_size
@@ -81,14 +82,19 @@ class ConvAEReconstruction(Detector):
         self.weight_decay = weight_decay
         self.width = width
         self.bottleneck = bottleneck
+        self.depth = depth
+
+    @property
+    def _multiple(self) -> int:
+        return 2 ** self.depth
 
     def _build(self) -> ConvAutoencoder:
-        return ConvAutoencoder(self.input_shape_[0], self.width, self.bottleneck).to(self.device_)
+        return ConvAutoencoder(self.input_shape_[0], self.width, self.bottleneck, self.depth).to(self.device_)
 
     def _fit(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
         self.net_ = self._build()
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        xp = pad_to_multiple(x, 4)
+        xp = pad_to_multiple(x, self._multiple)
 
         def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
             loss = F.mse_loss(self.net_(batch[0]), batch[0])
@@ -102,12 +108,12 @@ class ConvAEReconstruction(Detector):
 
         self.history_ = train_loop(step, xp, modules={"net": self.net_}, epochs=self.epochs,
                                    batch_size=self.batch_size, device=self.device_, seed=self.seed,
-                                   val_data=None if val is None else pad_to_multiple(val, 4),
+                                   val_data=None if val is None else pad_to_multiple(val, self._multiple),
                                    val_step=val_step, desc="cae-re")
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         self.net_.eval()
-        err = map_batches(lambda b: (self.net_(b) - b).pow(2).flatten(1).mean(1), pad_to_multiple(x, 4),
+        err = map_batches(lambda b: (self.net_(b) - b).pow(2).flatten(1).mean(1), pad_to_multiple(x, self._multiple),
                           device=self.device_)
         return err.numpy()
 

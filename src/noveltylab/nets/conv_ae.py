@@ -10,20 +10,28 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class ConvAutoencoder(nn.Module):
-    """Conv AE for inputs whose sides divide by 4: two conv+pool stages down to a
-    ``bottleneck``-channel map at 1/4 resolution, mirrored by upsampling stages,
-    sigmoid output in [0, 1]."""
+    """Conv AE for inputs whose sides divide by ``2**depth``: ``depth`` conv+pool
+    stages (width, 2*width, ...) down to a narrow ``bottleneck``-channel map,
+    mirrored by upsampling stages; sigmoid output in [0, 1]. The narrow
+    bottleneck is what makes reconstruction error informative."""
 
-    def __init__(self, channels: int = 1, width: int = 32, bottleneck: int = 8) -> None:
+    def __init__(self, channels: int = 1, width: int = 32, bottleneck: int = 4, depth: int = 3) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(
-            _block(channels, width), nn.MaxPool2d(2),
-            _block(width, 2 * width), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, bottleneck, 3, padding=1))
-        self.decoder = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"), _block(bottleneck, 2 * width),
-            nn.Upsample(scale_factor=2, mode="nearest"), _block(2 * width, width),
-            nn.Conv2d(width, channels, 3, padding=1), nn.Sigmoid())
+        widths = [width * 2 ** i for i in range(depth)]
+        enc: list[nn.Module] = []
+        cin = channels
+        for w in widths:
+            enc += [_block(cin, w), nn.MaxPool2d(2)]
+            cin = w
+        enc.append(nn.Conv2d(cin, bottleneck, 3, padding=1))
+        dec: list[nn.Module] = []
+        cin = bottleneck
+        for w in reversed(widths):
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), _block(cin, w)]
+            cin = w
+        dec += [nn.Conv2d(cin, channels, 3, padding=1), nn.Sigmoid()]
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))

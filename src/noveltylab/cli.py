@@ -1,0 +1,295 @@
+"""The ``noveltylab`` command line: demo, fit, score, bench, report, datasets, methods."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+DEMO_OUT = "noveltylab-demo"
+
+
+def _value(text: str) -> Any:
+    """Parse ``key=value`` values: JSON when it parses (numbers, true/false, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pairs(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"error: {what} {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = _value(v)
+    return out
+
+
+def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
+    if data:
+        p.add_argument("--data-dir", default=None,
+                       help="folder holding the data sets (default: $NOVELTYLAB_DATA or ~/.cache/noveltylab/data)")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=0, help="random seed (runs with the same seed repeat exactly on CPU)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="noveltylab",
+        description="Image novelty detection: train on normal images only, then score new images "
+                    "(higher = more novel).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log training progress per epoch")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run every method on the embedded digits data and print AUROCs",
+                       description="One-class protocol on scikit-learn's 8x8 digits (no download, no data "
+                                   "directory) for every registered method with a CPU profile; prints a table "
+                                   "of mean AUROC per method and writes result files plus RESULTS.md.")
+    p.add_argument("--out", default=DEMO_OUT, help=f"folder for result files and RESULTS.md (default {DEMO_OUT})")
+    p.add_argument("--methods", nargs="*", help="only these methods (default: all with a cpu/demo profile)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch/FAISS")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("fit", help="train a detector on normal images and save it",
+                       description="Train METHOD on normal images and save the model folder. DATA is a data set "
+                                   "name (then --normal-class picks the normal class(es) of its training split) "
+                                   "or a folder of normal images. 10 %% of the normal images are held out to "
+                                   "calibrate the decision threshold at --fpr.")
+    p.add_argument("--method", required=True, help="registered method (see `noveltylab methods`)")
+    p.add_argument("--data", required=True, help="data set name (mnist, digits, ...) or a folder of normal images")
+    p.add_argument("--normal-class", nargs="*", default=None, help="normal class index(es) or name(s)")
+    p.add_argument("--profile", default="cpu", help="hyperparameter profile: cpu (default), paper, demo")
+    p.add_argument("--param", nargs="*", help="constructor overrides, key=value")
+    p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate for the threshold")
+    p.add_argument("--max-train", type=int, default=None, help="cap on training images (seeded, stratified)")
+    p.add_argument("-o", "--output", required=True, help="model folder to write")
+    _add_common(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("score", help="score images with a saved model and write a CSV",
+                       description="Score image files or folders with a saved model; writes path, score and "
+                                   "decision (1 = novel, using the calibrated threshold) to a CSV.")
+    p.add_argument("model", help="model folder written by `noveltylab fit`")
+    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("-o", "--output", default="-", help="CSV file (default: standard output)")
+    p.add_argument("--batch-size", type=int, default=256, help="images read and scored at a time")
+    p.add_argument("--device", default=None, help="override the saved device setting")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("bench", help="run a benchmark and write a JSON result file",
+                       description="Run METHOD on every task of PROTOCOL on DATASET for each seed; writes "
+                                   "benchmarks/results/<label>__<dataset>__<protocol>__<profile>.json.")
+    p.add_argument("--method", required=True)
+    p.add_argument("--dataset", required=True, help="data set name, e.g. mnist, fashion-mnist, cifar10-jpeg")
+    p.add_argument("--protocol", default="one-class", help="one-class, leave-one-out, outlier-fraction, ...")
+    p.add_argument("--classes", nargs="*", default=None,
+                   help="tasks (class index or name; a+b for several normal classes); default all")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0])
+    p.add_argument("--profile", default="cpu", help="cpu (default), paper, demo")
+    p.add_argument("--param", nargs="*", help="constructor overrides, key=value")
+    p.add_argument("--option", nargs="*", help="protocol options, key=value (e.g. fraction=0.2)")
+    p.add_argument("--max-train", type=int, default=None, help="cap on training images per task (stratified)")
+    p.add_argument("--label", default=None, help="row label in RESULTS.md (default: the method name)")
+    p.add_argument("--notes", default="", help="free text stored with the result")
+    p.add_argument("--out-dir", default="benchmarks/results")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch/FAISS")
+    p.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    p.add_argument("--device", default=None, help="torch device (default auto)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="regenerate RESULTS.md from result files",
+                       description="Render every JSON result under RESULTS_DIR into a Markdown report with "
+                                   "the papers' numbers beside ours.")
+    p.add_argument("results_dir", nargs="?", default="benchmarks/results")
+    p.add_argument("-o", "--output", default=None, help="default: RESULTS.md next to RESULTS_DIR")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("datasets", help="list the data sets and whether their files are found",
+                       description="Show each known data set, whether its files are in the data directory, and "
+                                   "where they are expected.")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("methods", help="list registered methods with their profiles")
+    p.set_defaults(func=cmd_methods)
+    return parser
+
+
+# --- commands -------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .bench.report import write_report
+    from .bench.runner import run_benchmark, set_threads
+    from .detector import available, get_class
+
+    set_threads(args.threads)
+    names = args.methods or [n for n in available() if {"demo", "cpu"} & set(get_class(n).profiles)]
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        raise SystemExit(f"error: unknown method(s) {unknown}; available: {available()}")
+    out = Path(args.out)
+    rows = []
+    print(f"noveltylab demo: one-class protocol on the 8x8 digits data (10 classes), {len(names)} methods",
+          flush=True)
+    for name in names:
+        cls = get_class(name)
+        profile = "demo" if "demo" in cls.profiles else "cpu"
+        rec = run_benchmark(name, "digits", "one-class", profile=profile, out_dir=out / "results",
+                            notes="noveltylab demo", progress=False)
+        m = rec["mean"]
+        rows.append((name, profile, m["auroc"], m.get("auroc_std_tasks", 0.0), rec["train_seconds_per_task"]))
+        print(f"  {name:<22} AUROC {100 * m['auroc']:5.1f} ± {100 * m.get('auroc_std_tasks', 0):4.1f}   "
+              f"({rec['train_seconds_per_task']:.2f} s per class)", flush=True)
+    report = write_report(out / "results", out / "RESULTS.md")
+    print("\n| method | profile | mean AUROC (%) | ± over classes | train s/class |")
+    print("|---|---|---|---|---|")
+    for name, profile, auc, std, secs in sorted(rows, key=lambda r: -r[2]):
+        print(f"| {name} | {profile} | {100 * auc:.1f} | {100 * std:.1f} | {secs:.2f} |")
+    print(f"\nreport written to {report}")
+    return 0
+
+
+def _load_normal(args: argparse.Namespace):
+    """(train, val) normal images for ``fit``: a folder of images, or classes of a data set."""
+    import numpy as np
+
+    from .data import load_dataset
+    from .data.protocols import normal_train_val
+    from .images import as_images
+
+    src = Path(args.data)
+    if src.is_dir() and not args.normal_class:
+        x = as_images(src, name=f"images in {src}")
+        perm = np.random.default_rng(args.seed).permutation(x.shape[0])
+        n_val = max(2, int(round(0.1 * len(perm)))) if len(perm) >= 20 else 0
+        train_idx = perm[n_val:][:args.max_train] if args.max_train else perm[n_val:]
+        return x[train_idx], (x[perm[:n_val]] if n_val else None)
+    if not args.normal_class:
+        raise SystemExit("error: --normal-class is required when --data is a data set name")
+    train = load_dataset(args.data, "train", data_dir=args.data_dir)
+    return normal_train_val(train, list(args.normal_class), max_train=args.max_train, seed=args.seed)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .detector import create
+
+    params = _pairs(args.param, "--param")
+    det = create(args.method, profile=args.profile, seed=args.seed, device=args.device, **params)
+    train, val = _load_normal(args)
+    print(f"fitting {args.method} on {len(train)} normal images ...", file=sys.stderr, flush=True)
+    det.fit(train, val=val)
+    if val is not None and len(val) >= 2:
+        det.calibrate(val, fpr=args.fpr)
+        print(f"threshold {det.threshold_:.6g} (about {100 * args.fpr:.0f} % of held-out normal images above it)",
+              file=sys.stderr)
+    path = det.save(args.output)
+    print(f"model saved to {path}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .detector import load
+    from .images import as_images, list_image_files
+
+    det = load(args.model)
+    if args.device:
+        det.device = args.device
+    files: list[Path] = []
+    for item in args.images:
+        p = Path(item)
+        if p.is_dir():
+            found = list_image_files(p)
+            if not found:
+                raise SystemExit(f"error: no image files in folder {p}")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise SystemExit(f"error: no such file or folder: {p}")
+    out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["path", "score", "novel"])
+        for i in range(0, len(files), args.batch_size):
+            chunk = files[i:i + args.batch_size]
+            scores = det.score(as_images(chunk))
+            flags = (scores > det.threshold_).astype(int) if det.threshold_ is not None else [""] * len(chunk)
+            for f, s, d in zip(chunk, scores, flags):
+                writer.writerow([str(f), f"{float(s):.8g}", d])
+    finally:
+        if out is not sys.stdout:
+            out.close()
+            print(f"{len(files)} scores written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import run_benchmark
+
+    rec = run_benchmark(args.method, args.dataset, args.protocol, classes=args.classes, seeds=args.seeds,
+                        profile=args.profile, params=_pairs(args.param, "--param"),
+                        protocol_options=_pairs(args.option, "--option"), max_train=args.max_train,
+                        label=args.label, notes=args.notes, data_dir=args.data_dir, out_dir=args.out_dir,
+                        threads=args.threads, device=args.device)
+    m = rec["mean"]
+    print(f"{rec['label']} {rec['dataset']} {rec['protocol']}: AUROC {100 * m['auroc']:.2f} "
+          f"(± {100 * m.get('auroc_std_tasks', 0):.2f} over tasks, ± {100 * m.get('auroc_std_seeds', 0):.2f} "
+          f"over seeds), train {rec['train_seconds_per_task']:.1f} s/task, {rec['score_images_per_s']:.0f} img/s")
+    print(f"result written to {rec['file']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .bench.report import write_report
+
+    out = args.output or str(Path(args.results_dir).parent / "RESULTS.md")
+    print(f"report written to {write_report(args.results_dir, out)}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import dataset_status, default_data_dir
+
+    print(f"data directory: {default_data_dir(args.data_dir)}")
+    for row in dataset_status(args.data_dir):
+        mark = "found  " if row["found"] else "missing"
+        print(f"  {mark} {row['name']:<16} {row.get('description', '')}  [{row.get('path', '')}]")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .detector import available, get_class
+
+    for name in available():
+        cls = get_class(name)
+        print(f"{name:<22} {cls.summary}  profiles: {', '.join(sorted(cls.profiles))}"
+              + ("  [localises]" if cls.localises else ""))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from .data.sources import DatasetNotFoundError
+    from .detector import ModelFileError, NotFittedError
+    from .images import ImageError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DatasetNotFoundError, ModelFileError, NotFittedError, ImageError, KeyError, ValueError, TypeError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Benchmark runner, report and command line, on the embedded digits data."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from noveltylab.bench.report import paper_numbers, render, load_results, write_report
+from noveltylab.bench.runner import run_benchmark
+from noveltylab.cli import main
+
+
+def test_run_benchmark_record(tmp_path):
+    rec = run_benchmark("raw-nn", "digits", "one-class", classes=[0, 1], seeds=[0, 1], profile="cpu",
+                        out_dir=tmp_path, label="raw-nn-eed", progress=False, command="pytest")
+    assert rec["tasks"] == ["0", "1"] and rec["seeds"] == [0, 1]
+    assert 0.9 < rec["mean"]["auroc"] <= 1.0
+    assert 0.0 <= rec["mean"]["auroc_std_seeds"] < 0.01  # seeds change only the validation split here
+    for key in ("train_seconds_per_task", "score_images_per_s", "peak_memory_mb", "commit", "command", "config"):
+        assert rec[key] is not None
+    assert {"auroc", "aupr", "f1", "f1_max", "fpr95"} <= set(rec["per_task"][0]["metrics"])
+    data = json.loads(open(rec["file"]).read())
+    assert data["label"] == "raw-nn-eed" and data["subset"] is True and "__0-1" in rec["file"]
+
+
+def test_report_puts_paper_numbers_beside_ours(tmp_path):
+    refs = paper_numbers()
+    assert float(refs[("raw-nn-qed", "mnist", "one-class", "auroc")]["value"]) == pytest.approx(94.7)
+    rec = {"kind": "novelty", "label": "raw-nn-qed", "method": "raw-nn", "profile": "cpu", "dataset": "mnist",
+           "protocol": "one-class", "protocol_options": {}, "seeds": [0], "tasks": ["0"],
+           "per_task": [{"name": "0", "mean": {"auroc": 0.95}}], "mean": {"auroc": 0.95},
+           "train_seconds_per_task": 1.0, "score_images_per_s": 10.0, "command": "x"}
+    (tmp_path / "r.json").write_text(json.dumps(rec))
+    out = write_report(tmp_path, tmp_path / "RESULTS.md")
+    text = out.read_text()
+    assert "| raw-nn-qed | raw-nn | cpu | 1 | 1 | 95.0 |" in text and "| 94.7 | +0.3 |" in text
+    records, others = load_results(tmp_path)
+    assert len(records) == 1 and not others
+    assert "mnist — one-class" in render(records, others, tmp_path)
+
+
+def test_cli_fit_score_roundtrip(tmp_path, capsys):
+    folder = tmp_path / "normal"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        Image.fromarray((rng.random((8, 8)) * 40).astype(np.uint8)).save(folder / f"n{i:02d}.png")
+    odd = tmp_path / "new"
+    odd.mkdir()
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(odd / "bright.png")
+    Image.fromarray((rng.random((8, 8)) * 40).astype(np.uint8)).save(odd / "dim.png")
+    assert main(["fit", "--method", "raw-nn", "--data", str(folder), "-o", str(tmp_path / "m")]) == 0
+    assert main(["score", str(tmp_path / "m"), str(odd), "-o", str(tmp_path / "s.csv")]) == 0
+    rows = {r["path"].split("/")[-1]: r for r in csv.DictReader(open(tmp_path / "s.csv"))}
+    assert float(rows["bright.png"]["score"]) > float(rows["dim.png"]["score"])
+    assert rows["bright.png"]["novel"] == "1"
+
+
+def test_cli_fit_on_dataset_class_and_errors(tmp_path, capsys):
+    assert main(["fit", "--method", "raw-nn", "--data", "digits", "--normal-class", "3",
+                 "-o", str(tmp_path / "m")]) == 0
+    assert main(["fit", "--method", "raw-nn", "--data", "digits", "--normal-class", "12",
+                 "-o", str(tmp_path / "m2")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["fit", "--method", "nope", "--data", "digits", "--normal-class", "1", "-o", str(tmp_path)]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    assert main(["bench", "--method", "raw-nn", "--dataset", "no-such-set"]) == 2
+    assert "no-such-set" in capsys.readouterr().err
+    assert main(["score", str(tmp_path / "absent"), str(tmp_path)]) == 2
+    assert "not a saved noveltylab model" in capsys.readouterr().err
+
+
+def test_cli_bench_report_methods_datasets(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["bench", "--method", "raw-nn", "--dataset", "digits", "--classes", "0", "1",
+                 "--out-dir", str(out), "--label", "raw-nn-eed"]) == 0
+    assert "AUROC" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    assert "raw-nn-eed" in (tmp_path / "RESULTS.md").read_text()
+    assert main(["methods"]) == 0 and "raw-nn" in capsys.readouterr().out
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    assert "digits" in capsys.readouterr().out
+
+
+def test_help_explains_each_command(capsys):
+    for cmd in ("demo", "fit", "score", "bench", "report", "datasets"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        assert len(capsys.readouterr().out) > 200
