@@ -1,0 +1,220 @@
+"""DN2 (Bergman, Cohen & Hoshen 2020): pretrained features + k-nearest-neighbour distance.
+
+The baseline FITYMI (paper 002) fine-tunes; here the backbone is used as is.
+Also home of :class:`Backbone`, the feature extractor wrapper both detectors share.
+
+Backbones (``backbone=``):
+
+* ``"mobilenet_v2"``: :class:`~noveltylab.nets.mobilenet.MobileNetV2` (torchvision
+  naming, TF padding, inputs scaled to [-1, 1]); 19 feature blocks, 1280-d
+  pooled features. ``weights="auto"`` loads the shared ImageNet weights
+  (``$NOVELTYLAB_WEIGHTS_DIR`` or ``../shared/weights`` next to the repository,
+  ``mobilenet_v2_imagenet/mobilenet_v2_imagenet.safetensors``).
+* ``"vit_b16"``: ViT-B/16 in timm naming (:mod:`noveltylab.nets.vit`), CLS
+  token after the final LayerNorm, 768-d; ``weights=`` a timm-named file
+  (no default file exists on these machines).
+* ``"vit_tiny"``: a 4-block, 48-wide ViT (patch 8) for tests.
+
+``weights=None`` gives random initialisation (tests only; the features are
+then nearly meaningless). Any input size >= 8 with 1 or 3 channels works:
+images are repeated to RGB and bilinearly resized to ``input_size``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..detector import Detector, load_module_state, module_state, register
+from ..knn import KNNIndex
+from ..train import map_batches
+
+BACKBONES = ("mobilenet_v2", "vit_b16", "vit_tiny")
+_DEFAULT_FILES = {"mobilenet_v2": Path("mobilenet_v2_imagenet") / "mobilenet_v2_imagenet.safetensors"}
+
+
+def default_weights_dir() -> Path | None:
+    """``$NOVELTYLAB_WEIGHTS_DIR``, else ``../shared/weights`` beside the repository or the cwd."""
+    env = os.environ.get("NOVELTYLAB_WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
+        cand = base.parent / "shared" / "weights"
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def resolve_weights(backbone: str, weights: str | None) -> str | None:
+    """Turn ``weights`` ("auto", a path, or None) into a file path or None (random init)."""
+    if weights is None or weights == "none":
+        return None
+    if weights == "auto":
+        rel = _DEFAULT_FILES.get(backbone)
+        wdir = default_weights_dir()
+        if rel is None:
+            raise ValueError(f"backbone {backbone!r} has no default weights file; pass weights=<path to a "
+                             "timm-named .safetensors> or weights=None (random init, tests only)")
+        if wdir is None or not (wdir / rel).is_file():
+            raise FileNotFoundError(
+                f"default {backbone} weights not found (looked for {rel} under $NOVELTYLAB_WEIGHTS_DIR or "
+                "../shared/weights); pass weights=<path> or weights=None for random initialisation")
+        return str(wdir / rel)
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    return str(weights)
+
+
+class Backbone(nn.Module):
+    """A pretrained feature extractor split into a frozen front and a trainable tail.
+
+    ``embed(x01)`` = ``tail(front(x01))``; ``front`` covers preprocessing and
+    the first ``n_frozen`` blocks. FITYMI freezes the front (paper: the first
+    6 of 12 ViT blocks; here by default the first half of the blocks of any
+    backbone) and fine-tunes the tail.
+    """
+
+    def __init__(self, name: str, weights_path: str | None, input_size: int, frozen_fraction: float = 0.5):
+        super().__init__()
+        if name not in BACKBONES:
+            raise ValueError(f"unknown backbone {name!r}; choose from {BACKBONES}")
+        if not 0.0 <= frozen_fraction <= 1.0:
+            raise ValueError(f"frozen_fraction must be in [0, 1], got {frozen_fraction}")
+        self.kind = name
+        if name == "mobilenet_v2":
+            from ..nets.mobilenet import MobileNetV2, load_mobilenet_v2
+
+            net = (load_mobilenet_v2(weights_path, input_size=input_size) if weights_path
+                   else MobileNetV2(num_classes=1000, input_size=input_size))
+            net.classifier = nn.Identity()  # features only; keeps the saved state small
+            n_blocks = len(net.features)
+        else:
+            from ..nets.vit import load_vit, vit_b16, vit_tiny_test
+
+            if weights_path:
+                net = load_vit(weights_path, img_size=input_size)
+            else:
+                net = vit_b16(input_size) if name == "vit_b16" else vit_tiny_test(input_size)
+            net.head = nn.Identity()
+            n_blocks = len(net.blocks)
+        self.net = net
+        self.n_blocks = n_blocks
+        self.n_frozen = int(round(n_blocks * frozen_fraction))
+        self.dim = int(net.feature_dim)
+
+    # -- split forward --------------------------------------------------------------
+    def front(self, x01: torch.Tensor) -> torch.Tensor:
+        """Preprocessing + the first ``n_frozen`` blocks."""
+        x = self.net.preprocess(x01)
+        if self.kind == "mobilenet_v2":
+            return self.net.features[:self.n_frozen](x)
+        return self.net.blocks[:self.n_frozen](self.net.tokens(x))
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        """The remaining blocks + pooling -> (N, dim) features."""
+        if self.kind == "mobilenet_v2":
+            return self.net.features[self.n_frozen:](h).mean(dim=(2, 3))
+        return self.net.norm(self.net.blocks[self.n_frozen:](h))[:, 0]
+
+    def embed(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.front(x01))
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.embed(x01)
+
+    def freeze_front(self) -> list[nn.Parameter]:
+        """Freeze the front (stem/tokens and first blocks); return the trainable tail parameters."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        if self.kind == "mobilenet_v2":
+            tail_modules = list(self.net.features[self.n_frozen:])
+        else:
+            tail_modules = list(self.net.blocks[self.n_frozen:]) + [self.net.norm]
+        params = [p for m in tail_modules for p in m.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+
+def check_backbone_params(backbone: str, input_size: int, k: int, agg: str, batch_size: int = 1) -> None:
+    """Shared parameter checks for dn2 / fitymi (raised before any work)."""
+    from ..knn import AGGREGATIONS
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose from {BACKBONES}")
+    if int(input_size) < 8:
+        raise ValueError(f"input_size must be >= 8, got {input_size}")
+    if backbone.startswith("vit") and int(input_size) % (16 if backbone == "vit_b16" else 8):
+        raise ValueError(f"input_size {input_size} must be a multiple of the ViT patch size")
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if agg not in AGGREGATIONS:
+        raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+@register
+class DN2(Detector):
+    """Pretrained backbone features (no training) + kNN: sum of squared L2 distances to the
+    ``k`` nearest normal training features (``agg="sumsq"``; DN2 uses k = 2).
+
+    Cost: one forward pass per image; ``input_size`` sets the resize (224 =
+    the paper's; the cpu profile uses 64 for MobileNetV2: ~370 img/s on one idle core).
+    """
+
+    name = "dn2"
+    summary = "DN2: frozen pretrained backbone (MobileNetV2 / ViT) features + kNN distance (paper 002 baseline)"
+    profiles = {
+        "cpu": {"backbone": "mobilenet_v2", "weights": "auto", "input_size": 64},
+        "paper": {"backbone": "mobilenet_v2", "weights": "auto", "input_size": 224},
+        "demo": {"backbone": "mobilenet_v2", "weights": "auto", "input_size": 64},
+        "test": {"backbone": "mobilenet_v2", "weights": None, "input_size": 32},
+    }
+
+    def __init__(self, backbone: str = "mobilenet_v2", weights: str | None = "auto", input_size: int = 224,
+                 k: int = 2, agg: str = "sumsq", index: str = "Flat", batch_size: int = 128,
+                 seed: int = 0, device: str = "auto") -> None:
+        super().__init__(seed=seed, device=device)
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.k = k
+        self.agg = agg
+        self.index = index
+        self.batch_size = batch_size
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        check_backbone_params(self.backbone, self.input_size, self.k, self.agg, self.batch_size)
+        if x.shape[0] < self.k:
+            raise ValueError(f"dn2: k={self.k} needs at least {self.k} training images, got {x.shape[0]}")
+        self._weights_path = resolve_weights(self.backbone, self.weights)
+
+    def _build(self, path: str | None) -> Backbone:
+        return Backbone(self.backbone, path, self.input_size).to(self.device_).eval()
+
+    def _features(self, x: torch.Tensor) -> np.ndarray:
+        return map_batches(self.net_.embed, x, batch_size=self.batch_size, device=self.device_).numpy()
+
+    def _fit(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
+        self.net_ = self._build(self._weights_path)
+        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(self._features(x))
+
+    def _score(self, x: torch.Tensor) -> np.ndarray:
+        return self.index_.score(self._features(x), k=self.k, agg=self.agg)  # type: ignore[arg-type]
+
+    def _state(self) -> dict[str, Any]:
+        return {**module_state("net", self.net_), **self.index_.state("knn")[0]}
+
+    def _meta(self) -> dict[str, Any]:
+        return self.index_.state("knn")[1]
+
+    def _restore(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.net_ = self._build(None)
+        load_module_state("net", self.net_, state)
+        self.net_.eval()
+        self.index_ = KNNIndex.from_state(state, meta, "knn")

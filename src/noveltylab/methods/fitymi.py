@@ -1,0 +1,302 @@
+"""FITYMI - "Fake It Till You Make It" (Mirzaei et al., paper 002).
+
+1. Train a score-based generative model (Song et al.'s SDE; VP or VE) on the
+   normal images only and stop it early, when the FID between its samples and
+   real normal images first reaches ``fid_target`` (paper: ~40 at low
+   resolution). Its samples - imperfect, near-distribution images - are the
+   fake anomalies (``n_fakes``; paper: as many as normal training images).
+2. Fine-tune a pretrained backbone with a zero-initialised 2-way linear head
+   on normal (0) vs fake (1) with cross-entropy; the first half of the blocks
+   stays frozen (paper: first 6 of 12 ViT-B/16 blocks; SGD lr 4e-4, weight
+   decay 5e-5, no momentum, batch 16, 30 epochs, resize/crop/flip).
+3. Store the fine-tuned features of the normal training images in an exact
+   FAISS index; score = sum of squared L2 distances to the ``k = 2`` nearest.
+
+Without step 1-2 this is :class:`~noveltylab.methods.dn2.DN2` (the paper's
+"Before" rows). Backbones, weights and resizing: see ``dn2``. The generator
+works at ``gen_size`` x ``gen_size`` (images bilinearly resized, [-1, 1]);
+fakes are resized back to the input size. FID uses MobileNetV2 features
+(``fid_extractor="mobilenet_v2"``, the shared ImageNet weights; values are not
+Inception FIDs) or grey thumbnails (``"pixels"``).
+
+The generated fakes are kept as ``fakes_`` (and saved with the model) so
+scripts can write them out as an image folder / sample grid
+(:mod:`noveltylab.generative.io`). :meth:`FITYMI.fit_with_fakes` skips the
+generator and fine-tunes on a given fake set (stopping-point studies, or the
+authors' pre-generated sets).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import near_nd as _near_nd  # noqa: F401  (registers the near-nd protocol)
+from ..detector import Detector, load_module_state, module_state, register
+from ..images import ImageError, as_images
+from ..knn import KNNIndex
+from ..train import map_batches, train_loop
+from .dn2 import Backbone, check_backbone_params, resolve_weights
+
+
+@register
+class FITYMI(Detector):
+    """Early-stopped score-SDE fakes -> fine-tuned backbone (normal vs fake) -> kNN (k=2, sum of squares)."""
+
+    name = "fitymi"
+    summary = ("FITYMI: early-stopped score-SDE fake near-anomalies, backbone fine-tuned normal-vs-fake, "
+               "kNN on features (paper 002)")
+    profiles = {
+        # CPU: tiny generator at 16x16 on <= 500 normal images, 30 epochs (FID checked every 10;
+        # the target is far below what this budget reaches, so the cap stops it), 500 fakes from
+        # 50 Euler-Maruyama steps, MobileNetV2 at 64 px fine-tuned 5 epochs on cached frozen-front features.
+        "cpu": {"backbone": "mobilenet_v2", "weights": "auto", "input_size": 64, "gen_size": 16,
+                "gen_width": 16, "gen_levels": 2, "gen_epochs": 30, "gen_check_every": 10, "gen_lr": 2e-3,
+                "gen_max_images": 500, "fid_target": 40.0, "fid_samples": 100, "sample_steps": 50,
+                "n_fakes": 500, "ft_epochs": 5, "ft_lr": 3e-3, "ft_momentum": 0.9, "ft_batch_size": 32,
+                "augment": False},
+        # The paper: ViT-B/16 (ImageNet-21k; pass weights=<timm-named file>), 224 px, NCSN++-size
+        # generator at 32x32 stopped at FID 40, as many fakes as normal images, SGD 4e-4 30 epochs.
+        "paper": {"backbone": "vit_b16", "weights": "auto", "input_size": 224, "gen_size": 32,
+                  "gen_width": 128, "gen_levels": 4, "gen_res_blocks": 2, "gen_epochs": 2000,
+                  "gen_check_every": 50, "gen_lr": 2e-4, "gen_max_images": None, "fid_target": 40.0,
+                  "fid_samples": 1000, "sample_steps": 1000, "n_fakes": None, "ft_epochs": 30,
+                  "ft_lr": 4e-4, "ft_momentum": 0.0, "ft_batch_size": 16, "augment": True},
+        "demo": {"backbone": "mobilenet_v2", "weights": "auto", "input_size": 64, "gen_size": 8,
+                 "gen_width": 8, "gen_levels": 2, "gen_epochs": 2, "gen_check_every": 2, "gen_lr": 2e-3,
+                 "fid_extractor": "pixels", "fid_target": None, "fid_samples": 32, "sample_steps": 10,
+                 "n_fakes": 64, "ft_epochs": 2, "ft_lr": 3e-3, "ft_momentum": 0.9, "ft_batch_size": 32,
+                 "augment": False},
+        "test": {"backbone": "mobilenet_v2", "weights": None, "input_size": 32, "gen_size": 8, "gen_width": 8,
+                 "gen_levels": 2, "gen_epochs": 1, "gen_check_every": 1, "gen_lr": 2e-3,
+                 "fid_extractor": "pixels", "fid_target": None, "fid_samples": 16, "sample_steps": 5,
+                 "n_fakes": 32, "ft_epochs": 1, "ft_lr": 3e-3, "ft_momentum": 0.9, "ft_batch_size": 32,
+                 "augment": False},
+    }
+
+    def __init__(self, backbone: str = "mobilenet_v2", weights: str | None = "auto", input_size: int = 224,
+                 frozen_fraction: float = 0.5,
+                 sde: str = "vp", gen_size: int = 32, gen_width: int = 32, gen_levels: int = 3,
+                 gen_res_blocks: int = 1, gen_epochs: int = 100, gen_check_every: int = 10,
+                 gen_lr: float = 2e-4, gen_batch_size: int = 64, gen_max_images: int | None = None,
+                 fid_extractor: str = "mobilenet_v2", fid_target: float | None = 40.0, fid_samples: int = 200,
+                 sample_steps: int = 100, corrector_steps: int = 0, n_fakes: int | None = None,
+                 ft_epochs: int = 30, ft_lr: float = 4e-4, ft_weight_decay: float = 5e-5,
+                 ft_momentum: float = 0.0, ft_batch_size: int = 16, augment: bool = True,
+                 k: int = 2, agg: str = "sumsq", index: str = "Flat", batch_size: int = 128,
+                 seed: int = 0, device: str = "auto") -> None:
+        super().__init__(seed=seed, device=device)
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.frozen_fraction = frozen_fraction
+        self.sde = sde
+        self.gen_size = gen_size
+        self.gen_width = gen_width
+        self.gen_levels = gen_levels
+        self.gen_res_blocks = gen_res_blocks
+        self.gen_epochs = gen_epochs
+        self.gen_check_every = gen_check_every
+        self.gen_lr = gen_lr
+        self.gen_batch_size = gen_batch_size
+        self.gen_max_images = gen_max_images
+        self.fid_extractor = fid_extractor
+        self.fid_target = fid_target
+        self.fid_samples = fid_samples
+        self.sample_steps = sample_steps
+        self.corrector_steps = corrector_steps
+        self.n_fakes = n_fakes
+        self.ft_epochs = ft_epochs
+        self.ft_lr = ft_lr
+        self.ft_weight_decay = ft_weight_decay
+        self.ft_momentum = ft_momentum
+        self.ft_batch_size = ft_batch_size
+        self.augment = augment
+        self.k = k
+        self.agg = agg
+        self.index = index
+        self.batch_size = batch_size
+
+    # -- checks -----------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> None:
+        check_backbone_params(self.backbone, self.input_size, self.k, self.agg, self.batch_size)
+        if x.shape[0] < self.k:
+            raise ValueError(f"fitymi: k={self.k} needs at least {self.k} training images, got {x.shape[0]}")
+        if self.sde not in ("vp", "ve"):
+            raise ValueError(f"sde must be 'vp' or 've', got {self.sde!r}")
+        if self.gen_levels < 1 or self.gen_width < 1 or self.gen_res_blocks < 1:
+            raise ValueError("gen_levels, gen_width and gen_res_blocks must be >= 1")
+        mult = 2 ** (self.gen_levels - 1)
+        if self.gen_size < 4 or self.gen_size % mult:
+            raise ValueError(f"gen_size {self.gen_size} must be >= 4 and divisible by 2**(gen_levels-1) = {mult}")
+        for n in ("gen_epochs", "gen_check_every", "gen_batch_size", "fid_samples", "sample_steps",
+                  "ft_batch_size"):
+            if int(getattr(self, n)) < 1:
+                raise ValueError(f"{n} must be >= 1, got {getattr(self, n)}")
+        if self.fid_samples < 2:
+            raise ValueError("fid_samples must be >= 2")
+        if self.ft_epochs < 0 or self.corrector_steps < 0:
+            raise ValueError("ft_epochs and corrector_steps must be >= 0")
+        if self.n_fakes is not None and int(self.n_fakes) < 1:
+            raise ValueError(f"n_fakes must be >= 1 or None, got {self.n_fakes}")
+        if self.gen_max_images is not None and int(self.gen_max_images) < 2:
+            raise ValueError(f"gen_max_images must be >= 2 or None, got {self.gen_max_images}")
+        if self.fid_extractor not in ("mobilenet_v2", "pixels"):
+            raise ValueError(f"fid_extractor must be 'mobilenet_v2' or 'pixels', got {self.fid_extractor!r}")
+        if self.ft_lr <= 0 or self.gen_lr <= 0:
+            raise ValueError("learning rates must be > 0")
+        self._weights_path = resolve_weights(self.backbone, self.weights)
+        self._fid_weights = None
+        if self.fid_extractor == "mobilenet_v2" and getattr(self, "_given_fakes", None) is None:
+            self._fid_weights = (self._weights_path if self.backbone == "mobilenet_v2"
+                                 else resolve_weights("mobilenet_v2", "auto" if self.weights else None))
+
+    # -- public extra -------------------------------------------------------------------------
+    def fit_with_fakes(self, images: Any, fakes: Any, val: Any = None) -> "FITYMI":
+        """Fit with a given fake-anomaly set instead of training the generator."""
+        f = as_images(fakes, name="fake images")
+        self._given_fakes = f
+        try:
+            self.fit(images, val)
+        finally:
+            self._given_fakes = None
+        return self
+
+    # -- generator ----------------------------------------------------------------------------
+    def _generate(self, x: torch.Tensor, val: torch.Tensor | None) -> torch.Tensor:
+        from ..generative import ScoreModel, feature_extractor
+
+        g = torch.Generator().manual_seed(self.seed)
+        xg = x
+        if self.gen_max_images is not None and len(x) > self.gen_max_images:
+            xg = x[torch.randperm(len(x), generator=g)[: self.gen_max_images].sort().values]
+        real = val if val is not None and len(val) >= 2 else x
+        if len(real) > 1000:
+            real = real[torch.randperm(len(real), generator=g)[:1000].sort().values]
+        ext = feature_extractor(self.fid_extractor, self._fid_weights, input_size=64, device=self.device_)
+        mults = tuple([1] + [2] * (self.gen_levels - 1))
+        gen = ScoreModel(x.shape[1], self.gen_size, self.sde, self.gen_width, mults, self.gen_res_blocks,
+                         self.gen_lr, self.gen_batch_size, self.seed, self.device_)
+        gen.fit_early_stopped(xg, real, ext, max_epochs=self.gen_epochs, check_every=self.gen_check_every,
+                              fid_target=self.fid_target, fid_samples=self.fid_samples,
+                              sample_steps=self.sample_steps, keep_states=False)
+        self.gen_checks_ = [{"epoch": c.epoch, "fid": c.fid, "loss": c.loss} for c in gen.checkpoints_]
+        self.gen_stop_epoch_ = gen.stop_epoch_
+        self.generator_ = gen
+        n = int(self.n_fakes) if self.n_fakes is not None else len(x)
+        return gen.sample(n, steps=self.sample_steps, corrector_steps=self.corrector_steps,
+                          seed=self.seed + 1, out_size=tuple(x.shape[-2:]))
+
+    # -- fine-tuning ---------------------------------------------------------------------------
+    def _build(self, path: str | None) -> Backbone:
+        return Backbone(self.backbone, path, self.input_size, self.frozen_fraction).to(self.device_)
+
+    def _augmenter(self, size: tuple[int, int]) -> nn.Module:
+        import kornia.augmentation as K
+
+        # paper: resize 256 / random crop 224 / flip -> crop keeping (224/256)^2 of the area
+        return nn.Sequential(K.RandomResizedCrop(size, scale=(0.766, 0.766), ratio=(1.0, 1.0)),
+                             K.RandomHorizontalFlip())
+
+    def _finetune(self, x: torch.Tensor, fakes: torch.Tensor) -> None:
+        net = self.net_
+        params = net.freeze_front()
+        head = nn.Linear(net.dim, 2).to(self.device_)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        self.head_ = head
+        opt = torch.optim.SGD(params + list(head.parameters()), lr=self.ft_lr, momentum=self.ft_momentum,
+                              weight_decay=self.ft_weight_decay)
+        data = torch.cat([x, fakes.to(x.dtype)])
+        y = torch.cat([torch.zeros(len(x), dtype=torch.long), torch.ones(len(fakes), dtype=torch.long)])
+        modules = {"tail": net, "head": head}
+        if self.augment:
+            aug = self._augmenter(tuple(x.shape[-2:])).to(self.device_)
+
+            def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+                xb, yb = batch
+                with torch.no_grad():
+                    h = net.front(aug(xb))
+                logits = head(net.tail(h))
+                return _update(opt, logits, yb)
+
+            inputs: tuple[torch.Tensor, ...] = (data, y)
+        else:  # frozen front computed once: only the tail runs per step
+            net.eval()
+            hidden = map_batches(net.front, data, batch_size=self.batch_size, device=self.device_)
+
+            def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+                hb, yb = batch
+                return _update(opt, head(net.tail(hb)), yb)
+
+            inputs = (hidden, y)
+        self.ft_history_ = train_loop(step, inputs, modules=modules, epochs=self.ft_epochs,
+                                      batch_size=self.ft_batch_size, device=self.device_, seed=self.seed,
+                                      desc="fitymi-finetune")
+        net.eval()
+        head.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+
+    # -- Detector hooks ----------------------------------------------------------------------
+    def _features(self, x: torch.Tensor) -> np.ndarray:
+        return map_batches(self.net_.embed, x, batch_size=self.batch_size, device=self.device_).numpy()
+
+    def _fit(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
+        given = getattr(self, "_given_fakes", None)
+        if given is not None:
+            if tuple(given.shape[1:]) != tuple(x.shape[1:]):
+                raise ImageError(f"fake images have shape {tuple(given.shape[1:])}, normal images "
+                                 f"{tuple(x.shape[1:])}")
+            fakes = given
+            self.gen_checks_, self.gen_stop_epoch_ = [], None
+        else:
+            fakes = self._generate(x, val)
+        self.fakes_ = fakes
+        self.net_ = self._build(self._weights_path)
+        self._finetune(x, fakes)
+        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(self._features(x))
+
+    def _score(self, x: torch.Tensor) -> np.ndarray:
+        return self.index_.score(self._features(x), k=self.k, agg=self.agg)  # type: ignore[arg-type]
+
+    def fake_probability(self, images: Any) -> np.ndarray:
+        """The fine-tuning head's P(fake | image) (diagnostic; not the novelty score)."""
+        x = self._prepare(images)
+        with torch.no_grad():
+            p = map_batches(lambda b: F.softmax(self.head_(self.net_.embed(b)), 1)[:, 1], x,
+                            batch_size=self.batch_size, device=self.device_)
+        return p.numpy()
+
+    def _state(self) -> dict[str, Any]:
+        fakes = (self.fakes_.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        return {**module_state("net", self.net_), **module_state("head", self.head_),
+                **self.index_.state("knn")[0], "fakes": fakes}
+
+    def _meta(self) -> dict[str, Any]:
+        return {**self.index_.state("knn")[1], "gen_checks": self.gen_checks_,
+                "gen_stop_epoch": self.gen_stop_epoch_}
+
+    def _restore(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.net_ = self._build(None)
+        load_module_state("net", self.net_, state)
+        self.net_.eval()
+        self.head_ = nn.Linear(self.net_.dim, 2).to(self.device_)
+        load_module_state("head", self.head_, state)
+        self.head_.eval()
+        self.index_ = KNNIndex.from_state(state, meta, "knn")
+        self.fakes_ = state["fakes"].float() / 255.0
+        self.gen_checks_ = meta.get("gen_checks", [])
+        self.gen_stop_epoch_ = meta.get("gen_stop_epoch")
+
+
+def _update(opt: torch.optim.Optimizer, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    loss = F.cross_entropy(logits, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    acc = (logits.argmax(1) == y).float().mean()
+    return {"ce": loss, "acc": acc}
