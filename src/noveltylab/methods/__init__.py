@@ -8,3 +8,4 @@ from . import baselines  # noqa: F401
 from . import nln  # noqa: F401
 from . import inception_pq  # noqa: F401
 from . import unode  # noqa: F401
+from . import dn2, fitymi  # noqa: F401  (fitymi also registers the near-nd protocol)
