@@ -22,7 +22,9 @@ import argparse
 import copy
 import os
 import sys
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ from noveltylab.data.corrupted import corrupt_images
 from noveltylab.detector import create
 
 _CORR: dict[tuple, np.ndarray] = {}
+PARTS = Path("benchmarks") / "results" / "_scratch" / "unode_parts"
 
 
 def oneclass(args: argparse.Namespace) -> None:
@@ -43,63 +46,95 @@ def oneclass(args: argparse.Namespace) -> None:
     corrupted: dict[str, dict[str, Any]] = {}
     weights_log: list[dict[str, Any]] = []
 
-    def terms(det, x, labels) -> dict[str, float]:
-        c = det.score_components(x)
-        out = {"auroc_sim": float(metrics.auroc(labels, -c["sim"]))}
+    def terms(det, comps, labels) -> dict[str, float]:
+        out = {"auroc_sim": float(metrics.auroc(labels, -comps["sim"]))}
         if det.head_trained_:
-            out["auroc_bin"] = float(metrics.auroc(labels, -c["bin"]))
+            out["auroc_bin"] = float(metrics.auroc(labels, -comps["bin"]))
         return out
 
     def extra(det, split, scores) -> dict[str, float]:
-        out = terms(det, split.test, split.test_labels)
+        out = terms(det, det.score_components(split.test), split.test_labels)
         if args.corrupt:
             key = (len(split.test), args.severity)
             if key not in _CORR:
                 _CORR[key] = corrupt_images(split.test, "mixed", args.severity, seed=0)[0]
             xc = _CORR[key]
             t0 = time.perf_counter()
-            sc = det.score(xc)
+            comps = det.score_components(xc)   # one pass gives the score and both terms
             dt = time.perf_counter() - t0
+            sc = -(comps["sim"] + (det.score_lambda * comps["bin"] if det.head_trained_ and
+                                   det.score_terms == "both" else 0.0)) if det.score_terms != "bin" else -comps["bin"]
             m = metrics.summary(split.test_labels, sc, det.threshold_)
-            m.update(terms(det, xc, split.test_labels))
+            m.update(terms(det, comps, split.test_labels))
             corrupted[split.name] = {"metrics": m, "ips": len(xc) / max(dt, 1e-9)}
             out["auroc_corrupted"] = m["auroc"]
         weights_log.append({"task": split.name, "weights": dict(det.weights_), "divergences": dict(det.divergences_),
                             "source": det.weights_source_})
         return out
 
-    rec = run_benchmark("unode", args.dataset, "one-class", classes=args.classes, seeds=args.seeds,
-                        profile=args.profile, params=params, max_train=args.max_train, label=args.label,
-                        notes=args.notes, data_dir=args.data_dir, command=current_command(), threads=1,
-                        extra_metrics=extra)
-    print("clean", rec["mean"].get("auroc"), rec.get("file"), flush=True)
-    for w in weights_log:
-        print("weights", w, flush=True)
-    if args.corrupt:
-        crec = copy.deepcopy(rec)
-        crec["protocol"] = "one-class-corrupted"
-        crec["protocol_options"] = {**rec["protocol_options"], "corruption": "mixed", "severity": args.severity}
-        crec["notes"] = (f"{args.notes} Same trained models as the one-class record; test images (normal and "
-                         f"novel) each given one of 11 common corruptions at severity {args.severity} "
-                         "(seeded, corruption_seed=0).").strip()
-        names = list(corrupted)
-        for entry, nm in zip(crec["per_task"], names):
-            m = corrupted[nm]["metrics"]
-            entry["metrics"] = {k: [v] for k, v in m.items()}
-            entry["mean"] = dict(m)
-            entry["score_images_per_s"] = [corrupted[nm]["ips"]]
-        keys = sorted({k for e in crec["per_task"] for k in e["metrics"]})
-        mean: dict[str, float] = {}
-        for k in keys:
-            vals = [e["metrics"][k][0] for e in crec["per_task"] if k in e["metrics"]]
-            if len(vals) == len(crec["per_task"]):
-                mean[k] = float(np.mean(vals))
-                mean[f"{k}_std_seeds"] = 0.0
-                mean[f"{k}_std_tasks"] = float(np.std(vals)) if len(vals) > 1 else 0.0
-        crec["mean"] = mean
-        crec["score_images_per_s"] = float(np.mean([corrupted[n]["ips"] for n in names]))
-        crec.pop("file", None)
-        print("corrupted", mean.get("auroc"), write_record(crec), flush=True)
+    parts = PARTS / args.label / args.dataset
+    parts.mkdir(parents=True, exist_ok=True)
+    train_set = load_dataset(args.dataset, "train", data_dir=args.data_dir)
+    classes = args.classes if args.classes else [str(c) for c in range(train_set.num_classes)]
+    for c in classes:
+        corrupted.clear()
+        rec = run_benchmark("unode", args.dataset, "one-class", classes=[c], seeds=args.seeds,
+                            profile=args.profile, params=params, max_train=args.max_train, label=args.label,
+                            notes=args.notes, data_dir=args.data_dir, command=current_command(), threads=1,
+                            extra_metrics=extra, out_dir=None)
+        (parts / f"clean_{c}.json").write_text(json.dumps(rec, default=str))
+        if args.corrupt:
+            crec = _corrupted_record(rec, corrupted, args)
+            (parts / f"corrupted_{c}.json").write_text(json.dumps(crec, default=str))
+        print("class", c, rec["mean"].get("auroc"), rec["mean"].get("auroc_corrupted"), weights_log[-1], flush=True)
+        merge(parts, "clean", train_set.num_classes)
+        if args.corrupt:
+            merge(parts, "corrupted", train_set.num_classes)
+
+
+def _corrupted_record(rec: dict[str, Any], corrupted: dict[str, dict[str, Any]], args: argparse.Namespace) -> dict:
+    crec = copy.deepcopy(rec)
+    crec["protocol"] = "one-class-corrupted"
+    crec["protocol_options"] = {**rec["protocol_options"], "corruption": "mixed", "severity": args.severity}
+    crec["notes"] = (f"{args.notes} Same trained models as the one-class record; test images (normal and "
+                     f"novel) each given one of 11 common corruptions at severity {args.severity} "
+                     "(seeded, corruption_seed=0).").strip()
+    for entry, nm in zip(crec["per_task"], list(corrupted)):
+        m = corrupted[nm]["metrics"]
+        entry["metrics"] = {k: [v] for k, v in m.items()}
+        entry["score_images_per_s"] = [corrupted[nm]["ips"]]
+    return crec
+
+
+def merge(parts: Path, kind: str, n_classes: int) -> Path | None:
+    """Merge the per-class records in ``parts`` into one record (written to benchmarks/results)."""
+    recs = [json.loads(p.read_text()) for p in sorted(parts.glob(f"{kind}_*.json"))]
+    if not recs:
+        return None
+    per_task: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        for e in r["per_task"]:
+            e = {k: v for k, v in e.items() if k != "mean"}
+            per_task[e["name"]] = e
+    order = {}
+    for r in recs:
+        for e in r["per_task"]:
+            order[e["name"]] = e["task"]
+    per_task = dict(sorted(per_task.items(), key=lambda kv: int(kv[1]["task"]) if str(kv[1]["task"]).isdigit()
+                           else str(kv[1]["task"])))
+    r0 = recs[0]
+    dur = sum(r.get("duration_seconds", 0) for r in recs)
+    out = _assemble(r0["method"], r0["dataset"], r0["protocol"], r0["protocol_options"], r0["profile"],
+                    r0["params_overrides"], r0["config"], r0["seeds"], per_task, r0["label"], r0["notes"],
+                    r0["command"].split(" --classes")[0] if False else r0["command"], dur, None)
+    out["subset"] = len(per_task) < n_classes
+    out["peak_memory_mb"] = max(r.get("peak_memory_mb", 0) for r in recs)
+    path = Path(write_record(out))
+    stem = "__".join(path.stem.split("__")[:4])
+    for old in path.parent.glob(stem + "*.json"):  # earlier partial merges of the same record
+        if old.name != path.name and "__".join(old.stem.split("__")[:4]) == stem:
+            old.unlink()
+    return path
 
 
 def labeled(args: argparse.Namespace) -> None:
