@@ -5,6 +5,7 @@ detectors with ``@noveltylab.detector.register``; add new modules to the
 import list below.
 """
 from . import baselines  # noqa: F401
+from . import connective  # noqa: F401
 from . import nln  # noqa: F401
 from . import inception_pq  # noqa: F401
 from . import unode  # noqa: F401
