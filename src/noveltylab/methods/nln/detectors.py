@@ -343,7 +343,7 @@ def _lenet_profiles(fam: str) -> dict[str, dict[str, Any]]:
         # (benchmarks add --max-train 1000 for SIMO, 2000 for MISO)
         "cpu": {"epochs": 8, "batch_size": 64, "lr": lr, "adv_lr": adv},
         # demo: 8x8 digits, ~120 images per class
-        "demo": {"epochs": 15 if gan else 25, "batch_size": 32, "lr": lr, "adv_lr": adv, "latent_dim": 16,
+        "demo": {"epochs": 5 if gan else 10, "batch_size": 32, "lr": lr, "adv_lr": adv, "latent_dim": 16,
                  "filters": 16},
         "test": {"epochs": 2, "batch_size": 32, "lr": lr, "adv_lr": adv, "latent_dim": 8, "filters": 8},
     }

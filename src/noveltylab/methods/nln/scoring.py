@@ -55,10 +55,12 @@ def batch_terms(nets: NLNNetworks, index: KNNIndex | None, z_train: torch.Tensor
     dist = None
     if nln:
         assert index is not None and z_train is not None
-        d2, idx = index.search(z.detach().cpu().numpy(), k)
-        dist = np.sqrt(np.maximum(d2.astype(np.float64), 0.0)).mean(1)
+        _, idx = index.search(z.detach().cpu().numpy(), k)
         tidx = torch.from_numpy(idx)
         zk = z_train[tidx].to(x.device)                              # (B, K, L)
+        # distances recomputed pairwise in float64: FAISS's batched GEMM distances differ in the last
+        # bits with the batch size, and a sample's score must not depend on its batch
+        dist = (z.detach().double()[:, None] - zk.double()).norm(dim=2).mean(1).cpu().numpy()
         if error in ("recon", "residual"):
             # g(z_k) of training codes: looked up in the cache of decoded training codes when there is one
             if cache is not None:

@@ -1,0 +1,82 @@
+"""Summarise the NLN result files (benchmarks/results/nln-*.json) as a markdown table.
+
+Prints, per data set / protocol / family: NLN AUROC, plain AUROC (same trained
+models), the relative gain (the analogue of the paper's Tables 1-2), the
+tasks covered, and the paper's number where it has one. Used to fill the
+table in src/noveltylab/methods/nln/README.md (``--readme`` rewrites it).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = ROOT / "benchmarks" / "results"
+PAPER = ROOT / "src" / "noveltylab" / "bench" / "paper_numbers.csv"
+README = ROOT / "src" / "noveltylab" / "methods" / "nln" / "README.md"
+FAMS = ["ae", "aae", "vae", "aeres", "aecon"]
+
+
+def load() -> dict:
+    recs = {}
+    for p in sorted(RES.glob("nln-*.json")):
+        r = json.loads(p.read_text())
+        recs[(r["label"], r["dataset"], r["protocol"], ",".join(r["tasks"]))] = r
+    return recs
+
+
+def paper() -> dict:
+    with open(PAPER) as f:
+        return {(r["label"], r["dataset"], r["protocol"]): r for r in csv.DictReader(f)}
+
+
+def fmt(v):
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def table() -> str:
+    recs, ref = load(), paper()
+    rows = ["| data set | protocol | model | tasks | NLN AUROC | plain AUROC | NLN gain | paper (label: value) | train s/task | score img/s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for (label, ds, proto, tasks), r in sorted(recs.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        m = re.fullmatch(r"nln-(ae|aae|vae|aeres|aecon)", label)
+        if not m:
+            continue
+        plain = recs.get((f"{label}-plain", ds, proto, tasks))
+        a = r["mean"]["auroc"]
+        b = plain["mean"]["auroc"] if plain else None
+        gain = f"{100 * (a - b) / b:+.1f}%" if b else "-"
+        refs = [f"{lab}: {ref[(lab, ds, proto)]['value']}" for lab in (label, f"{label}-plain")
+                if (lab, ds, proto) in ref]
+        ntask = len(r["tasks"])
+        rows.append(f"| {ds} | {proto} | {label} | {ntask} ({tasks if ntask < 10 else 'all'}) | {fmt(a)} | {fmt(b)} | "
+                    f"{gain} | {'; '.join(refs) or '-'} | {r['train_seconds_per_task']:.0f} | "
+                    f"{r['score_images_per_s']:.0f} |")
+    extra = []
+    for (label, ds, proto, tasks), r in sorted(recs.items()):
+        if re.search(r"-(abl-\w+|k\d+|L\d+)$", label):
+            refv = ref.get((label, ds, proto), {}).get("value", "-")
+            extra.append(f"| {ds} | {proto} | {label} | {tasks} | {fmt(r['mean']['auroc'])} | {refv} |")
+    out = "\n".join(rows)
+    if extra:
+        out += ("\n\nStudies (same trained models, scoring variants; L sweeps retrain):\n\n"
+                "| data set | protocol | variant | tasks | AUROC | paper |\n|---|---|---|---|---|---|\n"
+                + "\n".join(extra))
+    return out
+
+
+if __name__ == "__main__":
+    t = table()
+    if "--readme" in sys.argv:
+        text = README.read_text()
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        block = f"{start}\n{t}\n{end}"
+        if start in text:
+            text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+        else:
+            text = text.replace("RESULTS_PLACEHOLDER", block)
+        README.write_text(text)
+    print(t)
