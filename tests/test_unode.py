@@ -119,6 +119,26 @@ def test_resnet_torchvision_keys_roundtrip(tmp_path: Path) -> None:
     assert c.forward_features(torch.rand(2, 3, 28, 28)).shape == (2, 64)
 
 
+def test_unode_pretrained_resnet_backbone(tmp_path: Path) -> None:
+    """A torchvision-named ResNet-18 file (random weights here) loads as UNODE's backbone; only the
+    last stage trains."""
+    from safetensors.torch import save_file
+
+    from noveltylab.nets.resnet import resnet18
+
+    torch.manual_seed(0)
+    m = resnet18()
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(tmp_path / "r18.safetensors"))
+    tr, te, _ = _digits(0)
+    det = noveltylab.create("unode", profile="test", backbone="resnet18", backbone_weights=str(tmp_path / "r18.safetensors"),
+                            backbone_input_size=32, trainable_blocks=1, aug_weights="uniform")
+    det.fit(tr[:60])
+    assert torch.equal(det.backbone_.net.conv1.weight, m.conv1.weight)  # frozen stem kept the file's weights
+    assert not torch.equal(det.backbone_.net.layer4[1].conv2.weight, m.layer4[1].conv2.weight)
+    det.save(tmp_path / "m")
+    assert np.allclose(noveltylab.load(tmp_path / "m").score(te[:20]), det.score(te[:20]), atol=1e-5)
+
+
 # ---------------------------------------------------------------- detector
 def test_unode_fit_score_save_load(tmp_path: Path) -> None:
     tr, te, y = _digits(0)
