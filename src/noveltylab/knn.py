@@ -99,6 +99,7 @@ class KNNIndex:
         x = self._prep(vectors, "training vectors")
         if not index.is_trained:
             self._set_train_seed(index)
+            self._skip_polysemous_training(index)
             xt = x
             if self.train_size is not None and self.train_size < x.shape[0]:
                 rng = np.random.default_rng(self.seed)
@@ -127,6 +128,21 @@ class KNNIndex:
                 if cp is not None and hasattr(cp, "seed"):
                     cp.seed = self.seed
                     cp.min_points_per_centroid = 1
+
+    @staticmethod
+    def _skip_polysemous_training(index: faiss.Index) -> None:
+        """The factory turns on polysemous training for 8-bit PQ (``"PQ16"``, ``"IVF256,PQ16"``):
+        a simulated-annealing pass that only reorders centroids for Hamming-distance
+        filtering, which searches here never use (distances are identical either way).
+        It costs tens of seconds per fit whatever the data size, so switch it off."""
+        objs = [index]
+        if isinstance(index, faiss.IndexPreTransform):  # e.g. "OPQ16,PQ16"
+            objs.append(faiss.downcast_index(index.index))
+        if hasattr(faiss, "try_extract_index_ivf"):
+            objs.append(faiss.try_extract_index_ivf(index))
+        for obj in objs:
+            if obj is not None and getattr(obj, "do_polysemous_training", False):
+                obj.do_polysemous_training = False
 
     def _maybe_gpu(self, index: faiss.Index) -> faiss.Index:
         want = self.gpu
@@ -206,6 +222,8 @@ class KNNIndex:
         if self.index is None:
             raise RuntimeError("bytes_per_vector: index not built")
         cpu = self._cpu_index()
+        while isinstance(cpu, faiss.IndexPreTransform):  # "OPQ16,PQ16", "PCA64,Flat"
+            cpu = faiss.downcast_index(cpu.index)
         code_size = getattr(cpu, "code_size", None)
         if isinstance(code_size, (int, np.integer)) and code_size > 0:
             return float(code_size)
