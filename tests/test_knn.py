@@ -449,3 +449,18 @@ def test_float64_and_list_inputs(data):
     x, q = data
     a = KNNIndex("Flat", **CPU).fit(x.astype(np.float64))
     np.testing.assert_array_equal(a.search(q.tolist(), 2)[1], _brute_l2(x, q, 2)[1])
+
+
+def test_ivf_nprobe_is_applied_and_saved():
+    from noveltylab.knn import KNNIndex
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 16)).astype(np.float32)
+    idx = KNNIndex("IVF32,Flat", nprobe=32).fit(x)
+    import faiss
+    assert faiss.extract_index_ivf(idx.index).nprobe == 32
+    arrays, meta = idx.state("k")
+    back = KNNIndex.from_state(arrays, meta, "k")
+    assert faiss.extract_index_ivf(back.index).nprobe == 32
+    # visiting every list makes IVF exact
+    D, I = idx.search(x[:50], 1)
+    np.testing.assert_array_equal(I[:, 0], np.arange(50))

@@ -173,7 +173,7 @@ class Detector:
             "threshold": self.threshold_,
             "meta": self._meta(),
         }
-        config = json.loads(json.dumps(config, default=_json_default))
+        config = json.loads(json.dumps(config, default=json_default))
         save_file(state, str(wfile), metadata={"config_sha256": _config_hash(config)})
         config["weights_sha256"] = _sha256(wfile)
         (path / "config.json").write_text(json.dumps(config, indent=2))
@@ -248,7 +248,7 @@ def _as_tensor(v: Any) -> torch.Tensor:
     return t.detach().cpu().contiguous()
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

@@ -46,7 +46,8 @@ class KNNIndex:
     """
 
     def __init__(self, factory: str = "Flat", metric: str = "l2", gpu: bool | str = "auto",
-                 batch_size: int = 65536, seed: int = 0, train_size: int | None = None) -> None:
+                 batch_size: int = 65536, seed: int = 0, train_size: int | None = None,
+                 nprobe: int = 8) -> None:
         if metric not in ("l2", "ip", "cosine"):
             raise ValueError(f"unknown metric {metric!r}; use 'l2', 'ip' or 'cosine'")
         if int(batch_size) < 1:
@@ -59,6 +60,9 @@ class KNNIndex:
         self.batch_size = batch_size
         self.seed = seed
         self.train_size = None if train_size is None else int(train_size)
+        if int(nprobe) < 1:
+            raise ValueError(f"nprobe must be a positive integer, got {nprobe}")
+        self.nprobe = int(nprobe)
         self.index: faiss.Index | None = None
         self.dim: int | None = None
 
@@ -111,6 +115,7 @@ class KNNIndex:
                                  f"(fewer than its number of centroids?): "
                                  f"{str(exc).splitlines()[-1] if str(exc) else exc}") from None
         self.index = self._maybe_gpu(index)
+        self._apply_nprobe()
         self.add(vectors, _prepped=x)
         return self
 
@@ -143,6 +148,12 @@ class KNNIndex:
         for obj in objs:
             if obj is not None and getattr(obj, "do_polysemous_training", False):
                 obj.do_polysemous_training = False
+
+    def _apply_nprobe(self) -> None:
+        """IVF structures search ``nprobe`` inverted lists (FAISS's default of 1 gives poor recall)."""
+        ivf = faiss.try_extract_index_ivf(self.index) if hasattr(faiss, "try_extract_index_ivf") else None
+        if ivf is not None:
+            ivf.nprobe = min(self.nprobe, ivf.nlist)
 
     def _maybe_gpu(self, index: faiss.Index) -> faiss.Index:
         want = self.gpu
@@ -249,9 +260,9 @@ class KNNIndex:
 
     @classmethod
     def from_bytes(cls, data: np.ndarray, dim: int, factory: str, metric: str = "l2",
-                   gpu: bool | str = "auto") -> "KNNIndex":
+                   gpu: bool | str = "auto", nprobe: int = 8) -> "KNNIndex":
         """Rebuild an index written by :meth:`to_bytes` (FAISS format: no pickling)."""
-        obj = cls(factory=factory, metric=metric, gpu=gpu)
+        obj = cls(factory=factory, metric=metric, gpu=gpu, nprobe=nprobe)
         obj.dim = int(dim)
         try:
             index = faiss.deserialize_index(np.ascontiguousarray(np.asarray(data, dtype=np.uint8)))
@@ -260,6 +271,7 @@ class KNNIndex:
         if index.d != obj._padded_dim:
             raise ValueError(f"stored index has dimension {index.d}, expected {obj._padded_dim}")
         obj.index = obj._maybe_gpu(index)
+        obj._apply_nprobe()
         return obj
 
     def save(self, path: str) -> None:
@@ -268,7 +280,7 @@ class KNNIndex:
 
         faiss.write_index(self._cpu_index(), str(path))
         with open(str(path) + ".json", "w") as f:
-            json.dump({"dim": self.dim, "factory": self.factory, "metric": self.metric}, f)
+            json.dump({"dim": self.dim, "factory": self.factory, "metric": self.metric, "nprobe": self.nprobe}, f)
 
     @classmethod
     def load(cls, path: str, gpu: bool | str = "auto") -> "KNNIndex":
@@ -277,14 +289,16 @@ class KNNIndex:
         with open(str(path) + ".json") as f:
             cfg = json.load(f)
         data = np.fromfile(str(path), dtype=np.uint8)
-        return cls.from_bytes(data, cfg["dim"], cfg["factory"], cfg["metric"], gpu=gpu)
+        return cls.from_bytes(data, cfg["dim"], cfg["factory"], cfg["metric"], gpu=gpu,
+                              nprobe=cfg.get("nprobe", 8))
 
     def state(self, prefix: str = "knn") -> tuple[dict[str, np.ndarray], dict]:
         """(arrays, JSON meta) for a detector's ``_state``/``_meta``."""
-        return {f"{prefix}.index": self.to_bytes()}, {"dim": self.dim, "factory": self.factory, "metric": self.metric}
+        return {f"{prefix}.index": self.to_bytes()}, {"dim": self.dim, "factory": self.factory, "metric": self.metric,
+                                                    "nprobe": self.nprobe}
 
     @classmethod
     def from_state(cls, state: dict, meta: dict, prefix: str = "knn") -> "KNNIndex":
         data = state[f"{prefix}.index"]
         data = data.numpy() if hasattr(data, "numpy") else data
-        return cls.from_bytes(data, meta["dim"], meta["factory"], meta["metric"])
+        return cls.from_bytes(data, meta["dim"], meta["factory"], meta["metric"], nprobe=meta.get("nprobe", 8))

@@ -27,7 +27,7 @@ import torch
 from .. import metrics
 from ..data import load_dataset, make_splits
 from ..data.protocols import PROTOCOLS, Split
-from ..detector import Detector, create, get_class, resolve_device
+from ..detector import Detector, json_default, create, get_class, resolve_device
 
 log = logging.getLogger("noveltylab.bench")
 SCHEMA = 1
@@ -247,17 +247,6 @@ def write_record(record: dict[str, Any], out_dir: str | Path = DEFAULT_OUT) -> P
     if record.get("subset"):
         name = name[:-5] + "__" + _slug("-".join(record["tasks"]))[:60] + ".json"
     path = out / name
-    path.write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+    path.write_text(json.dumps(record, indent=1, default=json_default) + "\n")
     return path
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
