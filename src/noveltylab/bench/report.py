@@ -25,9 +25,14 @@ def paper_numbers() -> dict[tuple[str, str, str, str], dict[str, str]]:
 
 
 def load_results(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[tuple[Path, dict[str, Any]]]]:
-    """(novelty records, other JSON benchmark files) found under ``results_dir``."""
+    """(novelty records, other JSON benchmark files) found under ``results_dir``.
+
+    Folders whose name starts with ``_`` (scratch space of running studies) are skipped."""
     records, others = [], []
-    for path in sorted(Path(results_dir).rglob("*.json")):
+    root = Path(results_dir)
+    for path in sorted(root.rglob("*.json")):
+        if any(part.startswith("_") for part in path.relative_to(root).parts[:-1]):
+            continue
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
