@@ -75,7 +75,14 @@ def main(argv: list[str] | None = None) -> None:
                 factory = f"PQ{m}x{b}" + ("fs" if fs else "")
                 if 2 ** b > n_train:
                     continue
-                auc, sec, nb = run(files, factory, a.repeats)
+                try:
+                    auc, sec, nb = run(files, factory, a.repeats)
+                except (RuntimeError, ValueError) as exc:  # FAISS refuses some combinations
+                    msg = str(exc).strip().splitlines()[-1][-120:]
+                    rows.append({"index": factory, "m": m, "bits": b, "auroc": None, "search_s": None,
+                                 "bytes_per_vector": m * b / 8, "error": msg})
+                    print(f"{factory} unsupported: {msg}", file=sys.stderr, flush=True)
+                    continue
                 rows.append({"index": factory, "m": m, "bits": b, "auroc": round(100 * auc, 2),
                              "search_s": round(sec, 4), "bytes_per_vector": nb})
                 print(f"{factory} auroc={auc:.4f} t={sec:.4f}s", file=sys.stderr, flush=True)
