@@ -57,7 +57,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid-dir", default="benchmarks/results/fitymi_samples")
     ap.add_argument("--save-fakes", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache-features", action="store_true",
+                    help="dn2 only: reuse backbone features of identical image sets across tasks (DN2 is "
+                         "deterministic, so the shared one-class test set is embedded once; the recorded "
+                         "score img/s then only means something for the first task)")
     args = ap.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("noveltylab.knn").setLevel(logging.WARNING)
+    if args.cache_features:
+        if args.method != "dn2":
+            raise SystemExit("--cache-features is only valid for dn2 (fitymi features change per task)")
+        import hashlib
+
+        from noveltylab.methods.dn2 import DN2
+
+        orig, cache = DN2._features, {}
+
+        def cached(self, x):
+            key = (hashlib.sha1(x.numpy().tobytes()).hexdigest(), tuple(x.shape), self.backbone,
+                   str(self.weights), self.input_size)
+            if key not in cache:
+                cache[key] = orig(self, x)
+            return cache[key]
+
+        DN2._features = cached
 
     from noveltylab.bench.runner import run_benchmark
     from noveltylab.data import load_dataset
