@@ -117,11 +117,11 @@ def test_demo_profile_auroc_floor_on_digits(fitted_demo, digits_data):
 
 
 def test_mnist_auroc_floor(shared_data):
-    """Real MNIST: digit 1 normal, 600 training images, a 600-image test sample."""
+    """Real MNIST: digit 1 normal, 400 training images, a 600-image test sample."""
     from noveltylab.data import load_dataset, one_class
 
     split = one_class(load_dataset("mnist", "train", data_dir=shared_data),
-                      load_dataset("mnist", "test", data_dir=shared_data), 1, max_train=600, seed=0)
+                      load_dataset("mnist", "test", data_dir=shared_data), 1, max_train=400, seed=0)
     rng = np.random.default_rng(0)
     idx = rng.choice(len(split.test), 600, replace=False)
     det = noveltylab.create("connective", profile="demo", device="cpu", seed=0).fit(split.train)
@@ -129,7 +129,7 @@ def test_mnist_auroc_floor(shared_data):
 
 
 def test_save_load_and_seed_repeat(digits_data, tmp_path):
-    x = digits_data.train[:60]
+    x = digits_data.train[:40]
     det = Connective(**TINY, seed=3).fit(x)
     s = det.score(digits_data.test[:40])
     det.save(tmp_path / "m")
@@ -202,11 +202,12 @@ def test_ablation_script_reuses_the_ae_exactly(digits_data):
     spec = importlib.util.spec_from_file_location("connective_ablation", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    x = digits_data.train[:50]
-    base = Connective(**TINY, seed=1).fit(x)
+    x = digits_data.train[:40]
+    quick = {**TINY, "ae_epochs": 1, "clf_epochs": 1}
+    base = Connective(**quick, seed=1).fit(x)
     xt = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
     for change in ({"mix": "reconstruction"}, {"score_mode": "reconstruction-error"}):
         shared = mod.with_shared_ae(base, xt, **change)
-        fresh = Connective(**TINY, seed=1, **change).fit(x)
+        fresh = Connective(**quick, seed=1, **change).fit(x)
         np.testing.assert_allclose(shared.score(digits_data.test[:30]), fresh.score(digits_data.test[:30]),
                                    rtol=1e-6, atol=1e-9)
