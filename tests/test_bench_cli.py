@@ -90,3 +90,17 @@ def test_help_explains_each_command(capsys):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert len(capsys.readouterr().out) > 200
+
+
+def test_merge_records_equals_one_run(tmp_path):
+    from noveltylab.bench.runner import merge_records
+
+    kw = dict(seeds=[0], profile="cpu", out_dir=None, label="raw-nn-eed", progress=False)
+    whole = run_benchmark("raw-nn", "digits", "one-class", classes=[0, 1, 2], **kw)
+    parts = [run_benchmark("raw-nn", "digits", "one-class", classes=c, **kw) for c in ([0, 1], [2])]
+    merged = merge_records(parts)
+    assert merged["tasks"] == whole["tasks"]
+    assert merged["mean"]["auroc"] == pytest.approx(whole["mean"]["auroc"])
+    assert merged["mean"]["auroc_std_tasks"] == pytest.approx(whole["mean"]["auroc_std_tasks"])
+    with pytest.raises(ValueError, match="appears twice"):
+        merge_records([parts[0], parts[0]])

@@ -64,7 +64,8 @@ def render(records: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any
              "AUROC in percent: mean over tasks (classes) and seeds; `±tasks` is the spread over classes, "
              "`±seeds` the spread of the class-mean over seeds. *Paper* is the number the paper reports for "
              "the same setting (original data sets; our CIFAR-10 is the JPEG copy). F1 uses a threshold set "
-             "on normal validation images at 5 % false positives; F1-max is the oracle best threshold.", ""]
+             "on normal validation images at 5 % false positives; F1-max is the oracle best threshold. A profile "
+             "shown as `cpu (cuda)` ran the CPU profile's schedule on a GPU: its seconds are GPU seconds.", ""]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault(_group_key(r), []).append(r)
@@ -88,7 +89,7 @@ def render(records: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any
             except ValueError:
                 pass
             lines.append(
-                f"| {r['label']} | {r['method']} | {r.get('profile')} | {len(r['tasks'])} | {len(r['seeds'])} "
+                f"| {r['label']} | {r['method']} | {_profile(r)} | {len(r['tasks'])} | {len(r['seeds'])} "
                 f"| {_pct(m.get('auroc'))} | {_pct(m.get('auroc_std_tasks'))} | {_pct(m.get('auroc_std_seeds'))} "
                 f"| {'' if paper is None else f'{paper:.1f}'} | {delta} | {_pct(m.get('f1'))} | {_pct(m.get('f1_max'))} "
                 f"| {r.get('train_seconds_per_task') or 0:.1f} | {r.get('score_images_per_s') or 0:.0f} | {maxtr} "
@@ -122,6 +123,12 @@ def render(records: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any
             if flat:
                 lines += [", ".join(f"{k}: {_cell(v)}" for k, v in flat.items()), ""]
     return "\n".join(lines) + "\n"
+
+
+def _profile(r: dict[str, Any]) -> str:
+    """Profile name, with the device when the run was not on a CPU (its seconds are GPU seconds)."""
+    dev = str(r.get("device") or "cpu")
+    return str(r.get("profile")) + ("" if dev.startswith("cpu") else f" ({dev})")
 
 
 def _cell(v: Any) -> str:

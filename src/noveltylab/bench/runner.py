@@ -185,20 +185,7 @@ def _parse_task(task: Any, class_names: list[str]) -> Any:
 def _assemble(method: str, dataset: str, protocol: str, options: dict, profile: str | None, overrides: dict,
               config: dict, seeds: list[int], per_task: dict[str, dict], label: str, notes: str,
               command: str | None, duration: float, device: str | None) -> dict[str, Any]:
-    metric_names = sorted({k for e in per_task.values() for k in e["metrics"]})
-    mean: dict[str, float] = {}
-    for k in metric_names:
-        rows = [e["metrics"][k] for e in per_task.values() if k in e["metrics"]]
-        if not rows or any(len(r) != len(seeds) for r in rows):
-            continue
-        grid = np.asarray(rows, dtype=np.float64)          # tasks x seeds
-        mean[k] = float(grid.mean())
-        mean[f"{k}_std_seeds"] = float(grid.mean(0).std()) if len(seeds) > 1 else 0.0
-        mean[f"{k}_std_tasks"] = float(grid.mean(1).std()) if grid.shape[0] > 1 else 0.0
-    for e in per_task.values():
-        e["mean"] = {k: float(np.mean(v)) for k, v in e["metrics"].items()}
-    train_s = [s for e in per_task.values() for s in e["train_seconds"]]
-    ips = [s for e in per_task.values() for s in e["score_images_per_s"]]
+    mean, train_s, ips = _summarise(list(per_task.values()), seeds)
     return {
         "schema": SCHEMA,
         "kind": "novelty",
@@ -214,8 +201,8 @@ def _assemble(method: str, dataset: str, protocol: str, options: dict, profile: 
         "tasks": list(per_task),
         "per_task": list(per_task.values()),
         "mean": mean,
-        "train_seconds_per_task": float(np.mean(train_s)) if train_s else None,
-        "score_images_per_s": float(np.mean(ips)) if ips else None,
+        "train_seconds_per_task": train_s,
+        "score_images_per_s": ips,
         "peak_memory_mb": peak_memory_mb(),
         "device": str(resolve_device(device or "auto")),
         "threads": torch.get_num_threads(),
@@ -226,6 +213,64 @@ def _assemble(method: str, dataset: str, protocol: str, options: dict, profile: 
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "notes": notes,
     }
+
+
+def _summarise(per_task: list[dict], seeds: list[int]) -> tuple[dict[str, float], float | None, float | None]:
+    """Mean +- std (over seeds of the task mean, and over tasks of the seed mean) of every metric,
+    mean training seconds per task and mean scoring images/s; fills each task's own ``mean``."""
+    metric_names = sorted({k for e in per_task for k in e["metrics"]})
+    mean: dict[str, float] = {}
+    for k in metric_names:
+        rows = [e["metrics"][k] for e in per_task if k in e["metrics"]]
+        if not rows or any(len(r) != len(seeds) for r in rows):
+            continue
+        grid = np.asarray(rows, dtype=np.float64)          # tasks x seeds
+        mean[k] = float(grid.mean())
+        mean[f"{k}_std_seeds"] = float(grid.mean(0).std()) if len(seeds) > 1 else 0.0
+        mean[f"{k}_std_tasks"] = float(grid.mean(1).std()) if grid.shape[0] > 1 else 0.0
+    for e in per_task:
+        e["mean"] = {k: float(np.mean(v)) for k, v in e["metrics"].items()}
+    train_s = [s for e in per_task for s in e["train_seconds"]]
+    ips = [s for e in per_task for s in e["score_images_per_s"]]
+    return mean, (float(np.mean(train_s)) if train_s else None), (float(np.mean(ips)) if ips else None)
+
+
+def merge_records(records: Sequence[dict[str, Any]], command: str | None = None) -> dict[str, Any]:
+    """One record from runs of the same setting on disjoint task subsets (e.g. classes run in parallel).
+
+    Label, method, data set, protocol, options, profile and seeds must agree; per-task results are
+    concatenated and the means recomputed. Commands of the parts are kept.
+    """
+    if not records:
+        raise ValueError("merge_records: nothing to merge")
+    keys = ("label", "method", "dataset", "protocol", "protocol_options", "profile", "seeds", "config")
+    first = records[0]
+    for r in records[1:]:
+        for k in keys:
+            if r.get(k) != first.get(k):
+                raise ValueError(f"merge_records: records differ in {k!r}: {first.get(k)!r} vs {r.get(k)!r}")
+    per_task: dict[str, dict] = {}
+    for r in records:
+        for e in r["per_task"]:
+            if e["name"] in per_task:
+                raise ValueError(f"merge_records: task {e['name']!r} appears twice")
+            per_task[e["name"]] = e
+    merged = dict(first)
+    merged["per_task"] = sorted(per_task.values(), key=lambda e: (0, e["task"], "") if isinstance(e["task"], int)
+                                else (1, 0, str(e["task"])))
+    merged["tasks"] = [e["name"] for e in merged["per_task"]]
+    merged["mean"], merged["train_seconds_per_task"], merged["score_images_per_s"] = _summarise(
+        merged["per_task"], first["seeds"])
+    merged["peak_memory_mb"] = max(r.get("peak_memory_mb") or 0 for r in records)
+    merged["duration_seconds"] = round(sum(r.get("duration_seconds") or 0 for r in records), 1)
+    merged["parts_commands"] = [r.get("command") for r in records]
+    merged["command"] = command or " && ".join(str(r.get("command")) for r in records)
+    merged["subset"] = False
+    merged.pop("file", None)
+    return merged
+
+
+assemble_record = _assemble  # public name for study scripts that score one trained model several ways
 
 
 def result_filename(record: dict[str, Any]) -> str:
