@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "benchmarks" / "results"
 PAPER = ROOT / "src" / "noveltylab" / "bench" / "paper_numbers.csv"
@@ -21,10 +23,26 @@ FAMS = ["ae", "aae", "vae", "aeres", "aecon"]
 
 
 def load() -> dict:
-    recs = {}
+    """Records keyed by (label, data set, protocol, tasks); runs on disjoint task subsets of the same
+    label / data set / protocol (e.g. classes 0-4 and 5-9) are merged into one entry whose mean is
+    over all their tasks."""
+    groups: dict = {}
     for p in sorted(RES.glob("nln-*.json")):
         r = json.loads(p.read_text())
-        recs[(r["label"], r["dataset"], r["protocol"], ",".join(r["tasks"]))] = r
+        groups.setdefault((r["label"], r["dataset"], r["protocol"]), []).append(r)
+    recs = {}
+    for (label, ds, proto), rs in groups.items():
+        per = {}
+        for r in rs:
+            for e in r["per_task"]:
+                per.setdefault(e["name"], e)
+        aucs = [float(np.mean(e["metrics"]["auroc"])) for e in per.values()]
+        train = [s for r in rs for s in [r["train_seconds_per_task"]] * len(r["tasks"])]
+        ips = [s for r in rs for s in [r["score_images_per_s"]] * len(r["tasks"])]
+        merged = {"label": label, "tasks": list(per), "mean": {"auroc": float(np.mean(aucs))},
+                  "train_seconds_per_task": float(np.mean(train)), "score_images_per_s": float(np.mean(ips)),
+                  "files": [Path(r.get("file", "")).name for r in rs]}
+        recs[(label, ds, proto, ",".join(sorted(per)))] = merged
     return recs
 
 
