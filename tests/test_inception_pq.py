@@ -179,3 +179,15 @@ def test_inception_cae_mnist_floor(mnist_split):
     assert "val_loss" in d.history_.epochs[-1]
     assert d.history_.epochs[-1]["loss"] < d.history_.epochs[0]["loss"]
     assert auroc(s.test_labels, d.score(s.test)) > 0.85
+
+
+def test_deep_svdd_gcn_preprocessing(tmp_path, digits_split):
+    s = digits_split
+    d = noveltylab.create("deep-svdd", profile="test", device="cpu", preprocess="gcn").fit(s.train)
+    xt = d._transform(torch.from_numpy(s.train).permute(0, 3, 1, 2).float() / 255)
+    assert float(xt.min()) >= -1e-6 and float(xt.max()) <= 1 + 1e-6  # min-max scaled to the training range
+    a = d.score(s.test)
+    np.testing.assert_allclose(noveltylab.load(d.save(tmp_path / "m")).score(s.test), a, rtol=1e-5, atol=1e-6)
+    assert noveltylab.get_class("deep-svdd").profiles["paper"]["preprocess"] == "gcn"
+    with pytest.raises(ValueError, match="preprocess"):
+        noveltylab.create("deep-svdd", profile="test", preprocess="zca").fit(s.train)

@@ -156,11 +156,15 @@ class CAEDetector(Detector):
     def _check_head(self) -> None:
         """Validate the scoring hyperparameters (subclasses)."""
 
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input: zero-padded to a multiple of 8 (subclasses may add preprocessing)."""
+        return prepare(x)
+
     def _train_cae(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
         self.net_ = self._build()
         net = self.net_
         self.history_ = two_phase_fit(
-            lambda b: F.mse_loss(net(b), b), prepare(x), None if val is None else prepare(val),
+            lambda b: F.mse_loss(net(b), b), self._transform(x), None if val is None else self._transform(val),
             modules={"net": net}, params=list(net.parameters()), epochs=self.epochs,
             fine_tune_epochs=self.fine_tune_epochs, lr=self.lr, fine_tune_lr=self.fine_tune_lr,
             batch_size=self.batch_size, weight_decay=self.weight_decay, device=self.device_, seed=self.seed,
@@ -177,12 +181,12 @@ class CAEDetector(Detector):
     @torch.no_grad()
     def _embed(self, x: torch.Tensor) -> np.ndarray:
         self.net_.eval()
-        return map_batches(self.net_.embed, prepare(x), batch_size=256, device=self.device_).numpy()
+        return map_batches(self.net_.embed, self._transform(x), batch_size=256, device=self.device_).numpy()
 
     @torch.no_grad()
     def _reconstruction_error(self, x: torch.Tensor) -> np.ndarray:
         self.net_.eval()
-        return map_batches(lambda b: (self.net_(b) - b).pow(2).flatten(1).mean(1), prepare(x),
+        return map_batches(lambda b: (self.net_(b) - b).pow(2).flatten(1).mean(1), self._transform(x),
                            batch_size=256, device=self.device_).numpy()
 
     def _net_state(self) -> dict[str, Any]:
