@@ -7,3 +7,7 @@ from .sources import DATASETS, DatasetNotFoundError, dataset_status, default_dat
 __all__ = ["DATASETS", "DatasetNotFoundError", "ImageSet", "PROTOCOLS", "Split", "cap_per_class",
            "dataset_status", "default_data_dir", "leave_one_out", "load_dataset", "make_splits",
            "one_class", "outlier_fraction", "register_protocol"]
+
+# Protocol modules register themselves on import; import them here so every protocol is
+# available as soon as noveltylab.data is, whichever method (if any) is used.
+from . import corrupted, multiclass, near_nd  # noqa: E402,F401

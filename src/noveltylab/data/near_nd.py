@@ -73,7 +73,7 @@ def _features(data: ImageSet, idx: np.ndarray, kind: str, input_size: int) -> np
         g = x.mean(1, keepdim=True)
         f = F.interpolate(g, size=(16, 16), mode="bilinear", align_corners=False).flatten(1).numpy()
     elif kind == "mobilenet_v2":
-        from ..methods.dn2 import resolve_weights
+        from ..nets.weights import resolve_weights
         from ..nets.mobilenet import load_mobilenet_v2
         from ..train import map_batches
 
