@@ -104,3 +104,13 @@ def test_merge_records_equals_one_run(tmp_path):
     assert merged["mean"]["auroc_std_tasks"] == pytest.approx(whole["mean"]["auroc_std_tasks"])
     with pytest.raises(ValueError, match="appears twice"):
         merge_records([parts[0], parts[0]])
+
+
+def test_demo_runs_offline_and_skips_missing_weights(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NOVELTYLAB_WEIGHTS_DIR", str(tmp_path / "no-weights"))
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--methods", "raw-nn", "dn2"]) == 0
+    out = capsys.readouterr().out
+    assert "| raw-nn | demo |" in out
+    assert "dn2" in out and "skipped" in out
+    assert (tmp_path / "demo" / "RESULTS.md").is_file()
+    assert "raw-nn" in (tmp_path / "demo" / "RESULTS.md").read_text()

@@ -139,8 +139,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name in names:
         cls = get_class(name)
         profile = "demo" if "demo" in cls.profiles else "cpu"
-        rec = run_benchmark(name, "digits", "one-class", profile=profile, out_dir=out / "results",
-                            notes="noveltylab demo", progress=False)
+        try:
+            rec = run_benchmark(name, "digits", "one-class", profile=profile, out_dir=out / "results",
+                                notes="noveltylab demo", progress=False)
+        except FileNotFoundError as exc:  # e.g. a pretrained backbone whose weights file is not here
+            print(f"  {name:<22} skipped: {exc}", flush=True)
+            continue
         m = rec["mean"]
         rows.append((name, profile, m["auroc"], m.get("auroc_std_tasks", 0.0), rec["train_seconds_per_task"]))
         print(f"  {name:<22} AUROC {100 * m['auroc']:5.1f} ± {100 * m.get('auroc_std_tasks', 0):4.1f}   "
