@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MobileNetV2", "load_mobilenet_v2", "load_state_file", "TFSamePad"]
+__all__ = ["MobileNetV2", "load_mobilenet_v2", "load_state_file", "load_strict", "TFSamePad"]
 
 # (expand ratio t, channels c, repeats n, first stride s) - torchvision's table
 _SETTINGS = [
@@ -220,6 +220,21 @@ def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike, arch: str) -> None:
+    """Load ``state`` into ``model`` requiring the same keys and shapes; errors list what differs."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{path}: state dict does not match {arch}: missing {missing[:5]}"
+                         f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                         f"{'...' if len(unexpected) > 5 else ''}")
+    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad:
+        raise ValueError(f"{path}: shape mismatch for {arch} at {bad[:5]}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
 def load_mobilenet_v2(path: str | os.PathLike, tf_padding: bool = True, input_size: int = 224,
                       freeze_bn: bool = True) -> MobileNetV2:
     """Build :class:`MobileNetV2` from a torchvision-named weights file (eval mode, BN frozen).
@@ -233,15 +248,5 @@ def load_mobilenet_v2(path: str | os.PathLike, tf_padding: bool = True, input_si
     num_classes = int(state["classifier.1.weight"].shape[0])
     model = MobileNetV2(num_classes=num_classes, tf_padding=tf_padding, input_size=input_size,
                         freeze_bn=freeze_bn)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{path}: state dict does not match MobileNetV2: missing {missing[:5]}"
-                         f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                         f"{'...' if len(unexpected) > 5 else ''}")
-    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
-    if bad:
-        raise ValueError(f"{path}: shape mismatch for {bad[:5]}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    load_strict(model, state, path, "MobileNetV2")
     return model.eval()

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .mobilenet import load_state_file
+from .mobilenet import load_state_file, load_strict
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "cifar_resnet18", "resnet18", "resnet50", "wide_resnet50_2",
            "load_resnet", "ARCHS"]
@@ -155,14 +155,5 @@ def load_resnet(arch: str, path: str | os.PathLike) -> ResNet:
     if "fc.weight" not in state:
         raise ValueError(f"{path}: no 'fc.weight'; not a torchvision ResNet state dict")
     model = ARCHS[arch](num_classes=int(state["fc.weight"].shape[0]))
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{path}: state dict does not match {arch}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
-    if bad:
-        raise ValueError(f"{path}: shape mismatch for {arch} at {bad[:5]}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    load_strict(model, state, path, arch)
     return model.eval()
