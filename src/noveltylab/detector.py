@@ -228,6 +228,16 @@ class Detector:
         """Rebuild the fitted detector from ``_state()`` and ``_meta()``."""
 
     # --- helpers -----------------------------------------------------------
+    def _net_state(self) -> dict[str, torch.Tensor]:
+        """``_state`` for detectors whose learned state is one network ``self.net_``."""
+        return module_state("net", self.net_)
+
+    def _restore_net(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`_net_state`: rebuild ``self.net_`` with ``self._build()`` and load it."""
+        self.net_ = self._build()
+        load_module_state("net", self.net_, state)
+        self.net_.eval()
+
     def _check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):
             raise NotFittedError(f"this {self.name or type(self).__name__} detector is not fitted; call fit() first")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..detector import Detector, load_module_state, module_state, register
+from ..detector import Detector, register
 from ..images import ImageError, pad_to_multiple
 from ..knn import KNNIndex
 from ..nets.conv_ae import ConvAutoencoder
@@ -118,9 +118,7 @@ class ConvAEReconstruction(Detector):
         return err.numpy()
 
     def _state(self) -> dict[str, Any]:
-        return module_state("net", self.net_)
+        return self._net_state()
 
     def _restore(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        self.net_ = self._build()
-        load_module_state("net", self.net_, state)
-        self.net_.eval()
+        self._restore_net(state)

@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..detector import load_module_state, module_state, register
 from ..nets.lenet_cae import LeNetEncoder
 from ..train import map_batches
-from .inception_pq import CAE_PROFILES, MULTIPLE, CAEDetector, check_schedule, prepare, two_phase_fit
+from .inception_pq import CAE_PROFILES, MULTIPLE, CAEDetector, prepare, two_phase_fit
 
 
 def _svdd_profile(name: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..detector import Detector, load_module_state, module_state, register
 from ..knn import KNNIndex
-from ..nets.weights import default_weights_dir, resolve_weights  # noqa: F401  (re-exported)
+from ..nets.weights import resolve_weights
 from ..train import map_batches
 
 BACKBONES = ("mobilenet_v2", "vit_b16", "vit_tiny")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..detector import load_module_state, module_state, register
+from ..detector import register
 from ..train import map_batches
 from .inception_pq import CAE_PROFILES, MULTIPLE, CAEDetector, prepare, two_phase_fit
 
@@ -91,9 +91,7 @@ class DSEBM(CAEDetector):
         return map_batches(self.net_, prepare(x), batch_size=256, device=self.device_).numpy()
 
     def _state(self) -> dict[str, Any]:
-        return module_state("net", self.net_)
+        return self._net_state()
 
     def _restore(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        self.net_ = self._build()
-        load_module_state("net", self.net_, state)
-        self.net_.eval()
+        self._restore_net(state)

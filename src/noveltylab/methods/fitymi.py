@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import near_nd as _near_nd  # noqa: F401  (registers the near-nd protocol)
 from ..detector import Detector, load_module_state, module_state, register
 from ..images import ImageError, as_images
 from ..knn import KNNIndex

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..detector import Detector, load_module_state, module_state, register
+from ..detector import Detector, register
 from ..images import ImageError, pad_to_multiple
 from ..knn import KNNIndex
 from ..nets.inception_cae import InceptionCAE
@@ -189,13 +189,6 @@ class CAEDetector(Detector):
         return map_batches(lambda b: (self.net_(b) - b).pow(2).flatten(1).mean(1), self._transform(x),
                            batch_size=256, device=self.device_).numpy()
 
-    def _net_state(self) -> dict[str, Any]:
-        return module_state("net", self.net_)
-
-    def _restore_net(self, state: dict[str, torch.Tensor]) -> None:
-        self.net_ = self._build()
-        load_module_state("net", self.net_, state)
-        self.net_.eval()
 
 
 class CAENearestNeighbour(CAEDetector):

@@ -57,9 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import HARD_AUGMENTATIONS, PositiveViews
-from ..data import corrupted as _corrupted, multiclass as _multiclass  # noqa: F401  (register the protocols)
 from ..detector import Detector, load_module_state, module_state, register
-from ..images import ImageError, ImageInput, as_images, match_channels, resize
+from ..images import ImageInput, as_images, match_channels, resize
 from ..knn import KNNIndex
 from ..train import map_batches, train_loop
 from .autoaugood import DIVERGENCES, NegativeSampler, autoaugood_weights, parse_weights
