@@ -138,7 +138,7 @@ class Connective(Detector):
         "cpu": {"ae_epochs": 12, "ae_lr": 1e-3, "ae_copies": False, "clf_epochs": 4, "clf_lr": 1e-3,
                 "image_size": 16, "width": 16},
         # 8x8 sklearn digits (~120 images/class): 16x16 working size, narrow AE (width 8), small latent
-        "demo": {"ae_epochs": 6, "ae_lr": 2e-3, "ae_copies": False, "clf_epochs": 4, "clf_lr": 1e-3,
+        "demo": {"ae_epochs": 10, "ae_lr": 2e-3, "ae_copies": False, "clf_epochs": 6, "clf_lr": 1e-3,
                  "image_size": 16, "width": 8, "latent": 64, "batch_size": 32},
         "test": {"ae_epochs": 6, "ae_lr": 2e-3, "ae_copies": False, "clf_epochs": 4, "image_size": 16,
                  "width": 8, "latent": 16, "batch_size": 32},
