@@ -65,7 +65,9 @@ def render(records: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any
              "`±seeds` the spread of the class-mean over seeds. *Paper* is the number the paper reports for "
              "the same setting (original data sets; our CIFAR-10 is the JPEG copy). F1 uses a threshold set "
              "on normal validation images at 5 % false positives; F1-max is the oracle best threshold. A profile "
-             "shown as `cpu (cuda)` ran the CPU profile's schedule on a GPU: its seconds are GPU seconds.", ""]
+             "shown as `cpu (cuda)` ran the CPU profile's schedule on a GPU: its seconds are GPU seconds. "
+             "Rows marked `(subset)` cover only some classes, so no difference to the paper's all-class "
+             "mean is shown for them.", ""]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault(_group_key(r), []).append(r)
@@ -81,7 +83,9 @@ def render(records: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any
             ref = refs.get((r["label"], r["dataset"], r["protocol"], "auroc"))
             paper = float(ref["value"]) if ref else None
             ours = 100 * m["auroc"] if "auroc" in m else None
-            delta = "" if paper is None or ours is None else f"{ours - paper:+.1f}"
+            subset = bool(r.get("subset"))
+            # a mean over some classes is not comparable with the paper's mean over all of them
+            delta = "" if paper is None or ours is None or subset else f"{ours - paper:+.1f}"
             maxtr = (r.get("protocol_options") or {}).get("max_train") or "all"
             rel = Path(r["_path"]).resolve()
             try:
@@ -89,7 +93,8 @@ def render(records: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any
             except ValueError:
                 pass
             lines.append(
-                f"| {r['label']} | {r['method']} | {_profile(r)} | {len(r['tasks'])} | {len(r['seeds'])} "
+                f"| {r['label']} | {r['method']} | {_profile(r)} | {len(r['tasks'])}{' (subset)' if subset else ''} "
+                f"| {len(r['seeds'])} "
                 f"| {_pct(m.get('auroc'))} | {_pct(m.get('auroc_std_tasks'))} | {_pct(m.get('auroc_std_seeds'))} "
                 f"| {'' if paper is None else f'{paper:.1f}'} | {delta} | {_pct(m.get('f1'))} | {_pct(m.get('f1_max'))} "
                 f"| {r.get('train_seconds_per_task') or 0:.1f} | {r.get('score_images_per_s') or 0:.0f} | {maxtr} "
