@@ -104,6 +104,24 @@ def iou_at(masks: np.ndarray, maps: np.ndarray, threshold: float) -> float:
     return float(np.logical_and(m, p).sum() / union) if union else 1.0
 
 
+def per_class_auroc(scores: np.ndarray, test_labels: np.ndarray, test_classes: np.ndarray) -> dict[int, float]:
+    """AUROC of normal test images against each novel class separately (one-class test set)."""
+    scores = np.asarray(scores)
+    normal = test_labels == 0
+    out = {}
+    for c in np.unique(test_classes[test_labels == 1]):
+        sel = normal | (test_classes == c)
+        out[int(c)] = float(auroc(test_labels[sel], scores[sel]))
+    return out
+
+
+def bottom1(scores: np.ndarray, test_labels: np.ndarray, test_classes: np.ndarray) -> tuple[int, float]:
+    """The bottom-1 class for a detector's scores: the novel class with the lowest AUROC, and that AUROC."""
+    per = per_class_auroc(scores, test_labels, test_classes)
+    c = min(per, key=per.get)
+    return c, per[c]
+
+
 def summary(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict[str, float]:
     """The image-level metrics a benchmark reports; F1 at ``threshold`` when one is given."""
     out = {

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..metrics import bottom1, per_class_auroc  # noqa: F401  (re-exported: the bottom-1 near class)
 from .base import ImageSet
 from .protocols import PROTOCOLS, Split, _resolve, _train_val, register_protocol
 
@@ -192,26 +193,6 @@ def near_nd(train: ImageSet, test: ImageSet, normal: int | str, *, near: int | s
         info["closeness"] = {src_train.class_names[i]: float(v) for i, v in enumerate(closeness) if np.isfinite(v)}
     return Split(tr, va, images, labels, classes.astype(np.int64), [normal_id], None,
                  name=f"{train.name}:{train.class_names[normal_id]}-vs-{near_name}", info=info)
-
-
-def per_class_auroc(scores: np.ndarray, test_labels: np.ndarray, test_classes: np.ndarray) -> dict[int, float]:
-    """AUROC of normal test images against each novel class separately (one-class test set)."""
-    from ..metrics import auroc
-
-    scores = np.asarray(scores)
-    normal = test_labels == 0
-    out = {}
-    for c in np.unique(test_classes[test_labels == 1]):
-        sel = normal | (test_classes == c)
-        out[int(c)] = float(auroc(test_labels[sel], scores[sel]))
-    return out
-
-
-def bottom1(scores: np.ndarray, test_labels: np.ndarray, test_classes: np.ndarray) -> tuple[int, float]:
-    """The bottom-1 class for a detector's scores: the novel class with the lowest AUROC, and that AUROC."""
-    per = per_class_auroc(scores, test_labels, test_classes)
-    c = min(per, key=per.get)
-    return c, per[c]
 
 
 def _near_task(train: ImageSet, test: ImageSet, task: object, **kw: Any) -> Split:
