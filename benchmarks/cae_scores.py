@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> None:
                     score_s = time.perf_counter() - t0 + embed_test_s
                     # on a GPU, cuDNN picks batch-size dependent kernels, so tiny feature differences can
                     # flip a PQ code: the identity check is exact only on the CPU
-                    if d.device_.type == "cpu" and not np.allclose(scores[:20], d.score(test[:20]), rtol=1e-4,
-                                                                   atol=1e-5):
+                    if d.device_.type == "cpu" and not np.allclose(scores[:20], d.score(test[:20]), rtol=1e-3,
+                                                                   atol=1e-4):
                         raise RuntimeError(f"{scoring}: feature-level scores differ from score()")
                 threshold = d.threshold_ if len(split.val) >= 2 else None
                 m = metrics.summary(test_labels, scores, threshold)
