@@ -185,6 +185,18 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise ImageError(f"cannot convert {c}-channel images to {channels} channels")
 
 
+def rgb_square(x01: torch.Tensor, size: int) -> torch.Tensor:
+    """Backbone input: NCHW [0, 1] with 1 or 3 channels -> RGB ``size`` x ``size`` (bilinear, no antialias)."""
+    if x01.ndim != 4 or x01.shape[1] not in (1, 3):
+        raise ValueError(f"expected NCHW images with 1 or 3 channels, got shape {tuple(x01.shape)}")
+    x = x01.float()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    return x
+
+
 def iter_batches(x: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
     """Yield consecutive slices of ``x`` of at most ``batch_size`` items."""
     for i in range(0, x.shape[0], batch_size):

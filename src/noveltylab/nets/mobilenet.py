@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..images import rgb_square
+
 __all__ = ["MobileNetV2", "load_mobilenet_v2", "load_state_file", "load_strict", "TFSamePad"]
 
 # (expand ratio t, channels c, repeats n, first stride s) - torchvision's table
@@ -176,14 +178,7 @@ class MobileNetV2(nn.Module):
     # -- forward -------------------------------------------------------------------------
     def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
         """NCHW in [0, 1], 1 or 3 channels, any size -> RGB ``input_size`` square in [-1, 1]."""
-        if x01.ndim != 4 or x01.shape[1] not in (1, 3):
-            raise ValueError(f"expected NCHW images with 1 or 3 channels, got shape {tuple(x01.shape)}")
-        x = x01.float()
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False, antialias=False)
+        x = rgb_square(x01, self.input_size)
         return x * 2.0 - 1.0
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..images import rgb_square
 from .mobilenet import load_state_file
 
 __all__ = ["VisionTransformer", "load_vit", "vit_b16", "vit_tiny_test"]
@@ -103,13 +104,7 @@ class VisionTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
-        if x01.ndim != 4 or x01.shape[1] not in (1, 3):
-            raise ValueError(f"expected NCHW images with 1 or 3 channels, got shape {tuple(x01.shape)}")
-        x = x01.float()
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if tuple(x.shape[-2:]) != (self.img_size, self.img_size):
-            x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        x = rgb_square(x01, self.img_size)
         return (x - self.mean) / self.std
 
     def _pos(self, n_patches: int) -> torch.Tensor:
