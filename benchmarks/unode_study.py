@@ -124,9 +124,11 @@ def merge(parts: Path, kind: str, n_classes: int) -> Path | None:
                            else str(kv[1]["task"])))
     r0 = recs[0]
     dur = sum(r.get("duration_seconds", 0) for r in recs)
+    commands = list(dict.fromkeys(r["command"] for r in recs))  # every run that produced a part, in order
+    notes = recs[-1]["notes"] if len(commands) > 1 else r0["notes"]
     out = _assemble(r0["method"], r0["dataset"], r0["protocol"], r0["protocol_options"], r0["profile"],
-                    r0["params_overrides"], r0["config"], r0["seeds"], per_task, r0["label"], r0["notes"],
-                    r0["command"].split(" --classes")[0] if False else r0["command"], dur, None)
+                    r0["params_overrides"], r0["config"], r0["seeds"], per_task, r0["label"], notes,
+                    " && ".join(commands), dur, None)
     out["subset"] = len(per_task) < n_classes
     out["peak_memory_mb"] = max(r.get("peak_memory_mb", 0) for r in recs)
     path = Path(write_record(out))
