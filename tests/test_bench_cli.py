@@ -42,6 +42,18 @@ def test_report_puts_paper_numbers_beside_ours(tmp_path):
     assert "mnist — one-class" in render(records, others, tmp_path)
 
 
+def test_report_matches_single_task_paper_rows(tmp_path):
+    """A multi-class record with one novel data set is compared with that data set's paper number."""
+    base = {"kind": "novelty", "label": "unode", "method": "unode", "profile": "cpu", "dataset": "cifar10-jpeg",
+            "protocol": "multiclass-unlabeled", "protocol_options": {}, "seeds": [0], "mean": {"auroc": 0.9},
+            "train_seconds_per_task": 1.0, "score_images_per_s": 10.0, "command": "x"}
+    for novel in ("mnist", "fashion-mnist"):
+        rec = {**base, "tasks": [novel], "per_task": [{"name": novel, "mean": {"auroc": 0.9}}]}
+        (tmp_path / f"{novel}.json").write_text(json.dumps(rec))
+    text = write_report(tmp_path, tmp_path / "RESULTS.md").read_text()
+    assert "| 99.4 | -9.4 |" in text and "| 99.7 | -9.7 |" in text
+
+
 def test_cli_fit_score_roundtrip(tmp_path, capsys):
     folder = tmp_path / "normal"
     folder.mkdir()

@@ -45,6 +45,16 @@ def load_results(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[tu
     return records, others
 
 
+def _paper_ref(refs: dict[tuple[str, str, str, str], dict[str, str]], r: dict[str, Any]) -> dict[str, str] | None:
+    """The paper row for a record: a single-task record may match ``protocol[task]`` first (for protocols
+    whose tasks are different settings, e.g. the novel data set of ``multiclass-unlabeled``)."""
+    if len(r.get("tasks", [])) == 1:
+        ref = refs.get((r["label"], r["dataset"], f"{r['protocol']}[{r['tasks'][0]}]", "auroc"))
+        if ref:
+            return ref
+    return refs.get((r["label"], r["dataset"], r["protocol"], "auroc"))
+
+
 def _pct(v: float | None, digits: int = 1) -> str:
     return "" if v is None else f"{100 * v:.{digits}f}"
 
@@ -80,7 +90,7 @@ def render(records: list[dict[str, Any]], others: list[tuple[Path, dict[str, Any
         notes = []
         for r in rows:
             m = r.get("mean", {})
-            ref = refs.get((r["label"], r["dataset"], r["protocol"], "auroc"))
+            ref = _paper_ref(refs, r)
             paper = float(ref["value"]) if ref else None
             ours = 100 * m["auroc"] if "auroc" in m else None
             subset = bool(r.get("subset"))
