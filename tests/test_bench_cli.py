@@ -126,3 +126,14 @@ def test_demo_runs_offline_and_skips_missing_weights(tmp_path, capsys, monkeypat
     assert "dn2" in out and "skipped" in out
     assert (tmp_path / "demo" / "RESULTS.md").is_file()
     assert "raw-nn" in (tmp_path / "demo" / "RESULTS.md").read_text()
+
+
+def test_run_benchmark_passes_data_dir_to_second_data_set(tmp_path, shared_data, monkeypatch):
+    """The novel data set of multiclass-unlabeled is read from the bench's --data-dir, not the default cache."""
+    monkeypatch.delenv("NOVELTYLAB_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    rec = run_benchmark("raw-nn", "mnist", "multiclass-unlabeled", classes=["fashion-mnist"], profile="cpu",
+                        max_train=300, protocol_options={"max_novel": 300}, data_dir=shared_data,
+                        progress=False, command="pytest")
+    assert rec["tasks"] == ["fashion-mnist"] and rec["mean"]["auroc"] > 0.9
+    assert "data_dir" not in rec["protocol_options"]

@@ -8,6 +8,7 @@ commit and the exact command.
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 import logging
 import os
@@ -142,12 +143,15 @@ def run_benchmark(method: str, dataset: str, protocol: str, *, classes: Sequence
     options = dict(protocol_options or {})
     if max_train is not None:
         options["max_train"] = max_train
+    split_options = dict(options)  # what the protocol gets; ``options`` is what the record names
+    if data_dir is not None and "data_dir" not in options and _accepts(PROTOCOLS[protocol][0], "data_dir"):
+        split_options["data_dir"] = str(data_dir)  # a second data set (novel / near source) from the same place
     if classes is not None:
         classes = [_parse_task(c, train_set.class_names) for c in classes]
     per_task: dict[str, dict[str, Any]] = {}
     config: dict[str, Any] = {}
     for seed in seeds:
-        for task, split in make_splits(protocol, train_set, test_set, classes, seed=seed, **options):
+        for task, split in make_splits(protocol, train_set, test_set, classes, seed=seed, **split_options):
             name = _task_name(task, train_set.class_names)
             det = create(method, profile=profile, **{**params, "seed": seed})
             config = {k: v for k, v in det.get_params().items() if k != "seed"}
@@ -180,6 +184,11 @@ def _parse_task(task: Any, class_names: list[str]) -> Any:
     if isinstance(task, str) and task.lstrip("-").isdigit():
         return int(task)
     return task
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name``."""
+    return name in inspect.signature(fn).parameters
 
 
 def _assemble(method: str, dataset: str, protocol: str, options: dict, profile: str | None, overrides: dict,

@@ -84,12 +84,12 @@ def _default_tasks(d: ImageSet) -> list:
     return [n for n in DEFAULT_NOVEL if n != d.name]
 
 
-def _unlabeled(train: ImageSet, test: ImageSet, task: object, **kw: Any) -> Split:
-    return multiclass(train, test, task, labeled=False, **kw)  # type: ignore[arg-type]
+def _unlabeled(train: ImageSet, test: ImageSet, task: object, data_dir: Any = None, **kw: Any) -> Split:
+    return multiclass(train, test, task, labeled=False, data_dir=data_dir, **kw)  # type: ignore[arg-type]
 
 
-def _labeled(train: ImageSet, test: ImageSet, task: object, **kw: Any) -> Split:
-    return multiclass(train, test, task, labeled=True, **kw)  # type: ignore[arg-type]
+def _labeled(train: ImageSet, test: ImageSet, task: object, data_dir: Any = None, **kw: Any) -> Split:
+    return multiclass(train, test, task, labeled=True, data_dir=data_dir, **kw)  # type: ignore[arg-type]
 
 
 if "multiclass-unlabeled" not in PROTOCOLS:

@@ -195,8 +195,8 @@ def near_nd(train: ImageSet, test: ImageSet, normal: int | str, *, near: int | s
                  name=f"{train.name}:{train.class_names[normal_id]}-vs-{near_name}", info=info)
 
 
-def _near_task(train: ImageSet, test: ImageSet, task: object, **kw: Any) -> Split:
-    return near_nd(train, test, task, **kw)  # type: ignore[arg-type]
+def _near_task(train: ImageSet, test: ImageSet, task: object, data_dir: Any = None, **kw: Any) -> Split:
+    return near_nd(train, test, task, data_dir=data_dir, **kw)  # type: ignore[arg-type]
 
 
 if "near-nd" not in PROTOCOLS:
