@@ -164,6 +164,19 @@ def test_unode_fit_score_save_load(tmp_path: Path) -> None:
     assert det.score(te).shape == s.shape
     det.test_views, det.score_terms = 1, "sim"
     assert not np.allclose(det.score(te), s)
+    # the score is the sum of the normalised terms the bench reports separately
+    comps = det.score_components(te)
+    assert set(comps) == {"sim", "bin"}
+    assert np.allclose(-(comps["sim"] + det.score_lambda * comps["bin"]), s, atol=1e-5)
+
+
+def test_bench_reports_unode_score_terms(tmp_path: Path) -> None:
+    from noveltylab.bench.runner import run_benchmark
+
+    rec = run_benchmark("unode", "digits", "one-class", classes=[0], profile="test", out_dir=None,
+                        params={"aug_weights": "rotation:1"}, progress=False, command="pytest")
+    m = rec["per_task"][0]["metrics"]
+    assert {"auroc_sim", "auroc_bin"} <= set(m) and 0.0 <= m["auroc_sim"][0] <= 1.0
 
 
 def test_unode_uniform_fallback_warns_and_mixup_needs_aux() -> None:

@@ -107,6 +107,10 @@ def evaluate_split(det: Detector, split: Split, extra_metrics: ExtraMetrics | No
     if split.test_masks is not None and det.localises and split.test_masks.any():
         maps = det.anomaly_map(split.test)
         m["pixel_auroc"] = metrics.pixel_auroc(split.test_masks, maps)
+    components = getattr(det, "score_components", None)
+    if components is not None:  # per-term AUROC of detectors whose score sums terms (higher term = more normal)
+        for name, values in components(split.test).items():
+            m.setdefault(f"auroc_{name}", metrics.auroc(split.test_labels, -np.asarray(values)))
     if extra_metrics is not None:
         m.update(extra_metrics(det, split, scores))
     return {"metrics": m, "train_seconds": train_s,

@@ -468,11 +468,14 @@ class UNODE(Detector):
     def score_components(self, images: ImageInput) -> dict[str, np.ndarray]:
         """The two normalised score terms per image (higher = more normal): ``sim`` =
         O_sim / mean_train(O_sim) and ``bin`` = P(normal) / mean_train(P(normal)); the novelty
-        score is ``-(sim + score_lambda * bin)`` (``bin`` only when the binary head was trained)."""
+        score is ``-(sim + score_lambda * bin)``; ``bin`` is left out when the binary head was not trained."""
         x = self._prepare(images)
         with torch.no_grad():
             sim, p = self._components(x)
-        return {"sim": sim.astype(np.float64), "bin": p.astype(np.float64)}
+        out = {"sim": sim.astype(np.float64)}
+        if self.head_trained_:
+            out["bin"] = p.astype(np.float64)
+        return out
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         sim, p = self._components(x)
