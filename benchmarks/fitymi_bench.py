@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 out["gen_fid_at_stop"] = float(checks[-1]["fid"])
                 out["gen_stop_epoch"] = float(checks[-1]["epoch"])
             out["ft_train_acc"] = float(det.ft_history_.epochs[-1]["acc"]) if det.ft_history_.epochs else float("nan")
+            out["ft_collapsed"] = float(getattr(det, "ft_collapsed_", False))
             out["test_frac_called_fake"] = float((det.fake_probability(split.test) > 0.5).mean())
             from noveltylab.generative.io import save_grid, save_image_folder
 

@@ -25,10 +25,11 @@ def _pct(v: float | None) -> str:
     return "" if v is None else f"{100 * v:.1f}"
 
 
-def table(results: str, patterns: list[str]) -> str:
+def table(results: str, patterns: list[str], protocols: list[str] | None = None) -> str:
     records, _ = load_results(results)
     refs = paper_numbers()
-    rows = [r for r in records if any(fnmatch.fnmatch(r["label"], p) for p in patterns)]
+    rows = [r for r in records if any(fnmatch.fnmatch(r["label"], p) for p in patterns)
+            and (not protocols or r["protocol"] in protocols)]
     rows.sort(key=lambda r: (r["dataset"], r["protocol"], r["label"]))
     out = ["| data set | protocol | label | tasks | AUROC | paper | other AUROCs | train s/task | score img/s "
            "| per task |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -49,10 +50,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("patterns", nargs="+", help="label patterns (shell-style, e.g. 'unode*')")
     ap.add_argument("--results", default="benchmarks/results")
+    ap.add_argument("--protocol", nargs="*", default=None, help="only these protocols")
     ap.add_argument("--name", default="results", help="marker name in the README")
     ap.add_argument("--readme", default=None)
     args = ap.parse_args()
-    text = table(args.results, args.patterns)
+    text = table(args.results, args.patterns, args.protocol)
     if args.readme is None:
         print(text)
         return 0

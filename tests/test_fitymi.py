@@ -202,6 +202,33 @@ def test_fitymi_frozen_front_and_given_fakes(digits):
         det.fit_with_fakes(xtr, np.zeros((4, 10, 10, 1), np.uint8))
 
 
+def test_fitymi_collapsed_fine_tuning_falls_back_to_pretrained_features(tmp_path, digits):
+    """A diverged fine-tuning (every image -> one feature) must not yield constant scores silently."""
+    train, test = digits
+    xtr, xte, y = _oc(train, test, 0)
+    fakes = np.clip(xtr[:40].astype(float) + np.random.default_rng(0).normal(0, 40, xtr[:40].shape), 0, 255)
+    from noveltylab.methods.fitymi import FITYMI
+
+    def diverged(self, x, f):  # stands in for a fine-tuning that blew up: the last block outputs a constant
+        orig(self, x, f)
+        for p in self.net_.net.features[-1].parameters():
+            torch.nn.init.zeros_(p)
+
+    orig = FITYMI._finetune
+    det = nl.create("fitymi", profile="test")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FITYMI, "_finetune", diverged)
+        with pytest.warns(RuntimeWarning, match="collapsed"):
+            det.fit_with_fakes(xtr, fakes.astype(np.uint8))
+    scores = det.score(xte)
+    assert det.ft_collapsed_ and np.isfinite(scores).all() and np.ptp(scores) > 0
+    det.save(tmp_path / "m")
+    back = nl.load(tmp_path / "m")
+    assert back.ft_collapsed_ and np.allclose(back.score(xte), det.score(xte), atol=1e-6)
+    ok = nl.create("fitymi", profile="test", ft_epochs=1).fit_with_fakes(xtr, fakes.astype(np.uint8))
+    assert not ok.ft_collapsed_
+
+
 def test_fitymi_and_dn2_errors(digits):
     train, _ = digits
     x = train.images[:20]

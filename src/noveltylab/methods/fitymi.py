@@ -27,6 +27,7 @@ authors' pre-generated sets).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -257,7 +258,18 @@ class FITYMI(Detector):
         self.fakes_ = fakes
         self.net_ = self._build(self._weights_path)
         self._finetune(x, fakes)
-        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(self._features(x))
+        feats = self._features(x)
+        self.ft_collapsed_ = _collapsed(feats)
+        if self.ft_collapsed_:
+            # every normal image maps to (nearly) the same feature: kNN scores would be constant, so
+            # keep the pretrained features (= DN2) and say so, rather than return meaningless scores
+            acc = self.ft_history_.epochs[-1]["acc"] if self.ft_history_.epochs else float("nan")
+            warnings.warn(f"fitymi: fine-tuning collapsed the features (final train accuracy {acc:.3f}); "
+                          "using the pretrained backbone's features instead (a lower ft_lr may help)",
+                          RuntimeWarning, stacklevel=3)
+            self.net_ = self._build(self._weights_path).eval().requires_grad_(False)
+            feats = self._features(x)
+        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(feats)
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         return self.index_.score(self._features(x), k=self.k, agg=self.agg)  # type: ignore[arg-type]
@@ -277,7 +289,7 @@ class FITYMI(Detector):
 
     def _meta(self) -> dict[str, Any]:
         return {**self.index_.state("knn")[1], "gen_checks": self.gen_checks_,
-                "gen_stop_epoch": self.gen_stop_epoch_}
+                "gen_stop_epoch": self.gen_stop_epoch_, "ft_collapsed": bool(self.ft_collapsed_)}
 
     def _restore(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.net_ = self._build(None)
@@ -290,6 +302,17 @@ class FITYMI(Detector):
         self.fakes_ = state["fakes"].float() / 255.0
         self.gen_checks_ = meta.get("gen_checks", [])
         self.gen_stop_epoch_ = meta.get("gen_stop_epoch")
+        self.ft_collapsed_ = bool(meta.get("ft_collapsed", False))
+
+
+def _collapsed(feats: np.ndarray, tol: float = 1e-6) -> bool:
+    """Whether features are non-finite or (nearly) identical for every image."""
+    if not np.isfinite(feats).all():
+        return True
+    scale = float(np.abs(feats).max()) if feats.size else 0.0
+    if scale == 0.0:
+        return True
+    return len(feats) > 1 and float(feats.std(0).max()) <= tol * scale  # relative: random nets have tiny features
 
 
 def _update(opt: torch.optim.Optimizer, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
