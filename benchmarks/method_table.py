@@ -31,8 +31,8 @@ def table(results: str, patterns: list[str], protocols: list[str] | None = None)
     rows = [r for r in records if any(fnmatch.fnmatch(r["label"], p) for p in patterns)
             and (not protocols or r["protocol"] in protocols)]
     rows.sort(key=lambda r: (r["dataset"], r["protocol"], r["label"]))
-    out = ["| data set | protocol | label | tasks | AUROC | paper | other AUROCs | train s/task | score img/s "
-           "| per task |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| data set | protocol | label | tasks | max train | AUROC | paper | F1 | F1-max | other AUROCs "
+           "| train s/task | score img/s | per task |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r.get("mean", {})
         ref = _paper_ref(refs, r)
@@ -40,8 +40,11 @@ def table(results: str, patterns: list[str], protocols: list[str] | None = None)
                           if "auroc" in k and k not in EXTRA_SKIP and not k.endswith(("_std_tasks", "_std_seeds")))
         per = ", ".join(f"{e['name']}: {_pct(e['mean']['auroc'])}" for e in r["per_task"] if "mean" in e)
         tasks = f"{len(r['tasks'])}{' (subset)' if r.get('subset') else ''}"
-        out.append(f"| {r['dataset']} | {r['protocol']} | {r['label']} | {tasks} | {_pct(m.get('auroc'))} "
-                   f"| {ref['value'] if ref else ''} | {extra} | {r.get('train_seconds_per_task') or 0:.0f} "
+        opts = r.get("protocol_options") or {}
+        proto = r["protocol"] + "".join(f" {k}={v}" for k, v in sorted(opts.items()) if k != "max_train")
+        out.append(f"| {r['dataset']} | {proto} | {r['label']} | {tasks} | {opts.get('max_train') or 'all'} "
+                   f"| {_pct(m.get('auroc'))} | {ref['value'] if ref else ''} | {_pct(m.get('f1'))} "
+                   f"| {_pct(m.get('f1_max'))} | {extra} | {r.get('train_seconds_per_task') or 0:.0f} "
                    f"| {r.get('score_images_per_s') or 0:.0f} | {per} |")
     return "\n".join(out)
 
