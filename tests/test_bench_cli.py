@@ -134,6 +134,6 @@ def test_run_benchmark_passes_data_dir_to_second_data_set(tmp_path, shared_data,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     rec = run_benchmark("raw-nn", "mnist", "multiclass-unlabeled", classes=["fashion-mnist"], profile="cpu",
                         max_train=300, protocol_options={"max_novel": 300}, data_dir=shared_data,
-                        progress=False, command="pytest")
+                        out_dir=None, progress=False, command="pytest")
     assert rec["tasks"] == ["fashion-mnist"] and rec["mean"]["auroc"] > 0.9
     assert "data_dir" not in rec["protocol_options"]
