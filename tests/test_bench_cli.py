@@ -26,6 +26,18 @@ def test_run_benchmark_record(tmp_path):
     assert data["label"] == "raw-nn-eed" and data["subset"] is True and "__0-1" in rec["file"]
 
 
+def test_draws_of_several_classes_are_a_subset(tmp_path):
+    """Ten draws of two normal classes are as many tasks as ten classes but must not be written as
+    the complete run (a second batch of draws would overwrite it)."""
+    draws = [f"{c}+{(c + 1) % 10}" for c in range(10)]
+    rec = run_benchmark("raw-nn", "digits", "one-class", classes=draws, profile="cpu", out_dir=tmp_path,
+                        progress=False, command="pytest")
+    assert len(rec["tasks"]) == 10 and rec["subset"] is True and "__0+1" in rec["file"].replace("-", "+")
+    full = run_benchmark("raw-nn", "digits", "one-class", classes=list(range(10)), profile="cpu",
+                         out_dir=tmp_path, progress=False, command="pytest")
+    assert full["subset"] is False
+
+
 def test_report_puts_paper_numbers_beside_ours(tmp_path):
     refs = paper_numbers()
     assert float(refs[("raw-nn-qed", "mnist", "one-class", "auroc")]["value"]) == pytest.approx(94.7)

@@ -176,7 +176,10 @@ def run_benchmark(method: str, dataset: str, protocol: str, *, classes: Sequence
                       file=sys.stderr, flush=True)
     record = _assemble(method, dataset, protocol, options, profile, params, config, list(seeds), per_task,
                        label or method, notes, command, time.perf_counter() - started, device)
-    record["subset"] = classes is not None and len(per_task) < len(PROTOCOLS[protocol][1](train_set))
+    # a run is complete only if it covered exactly the protocol's default tasks (ten draws of several
+    # classes are as many tasks as ten classes, but still a subset of the possible draws)
+    default = {_task_name(t, train_set.class_names) for t in PROTOCOLS[protocol][1](train_set)}
+    record["subset"] = classes is not None and set(per_task) != default
     if out_dir is not None:
         record["file"] = str(write_record(record, out_dir))
     return record
