@@ -222,13 +222,22 @@ def _assemble(method: str, dataset: str, protocol: str, options: dict, profile: 
         "peak_memory_mb": peak_memory_mb(),
         "device": str(resolve_device(device or "auto")),
         "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+        "machine": _machine(resolve_device(device or "auto")),
         "duration_seconds": round(duration, 1),
         "commit": git_commit(),
         "command": command or current_command(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "notes": notes,
     }
+
+
+def _machine(dev: torch.device) -> str:
+    """The machine a record was measured on: CPU architecture and cores, plus the GPU's name when one
+    was used (training seconds are only comparable between records of the same machine)."""
+    text = f"{platform.machine()} {os.cpu_count()} cpus"
+    if dev.type == "cuda":
+        text += f", {torch.cuda.get_device_name(dev)}"
+    return text
 
 
 def _summarise(per_task: list[dict], seeds: list[int]) -> tuple[dict[str, float], float | None, float | None]:
