@@ -191,3 +191,50 @@ def test_deep_svdd_gcn_preprocessing(tmp_path, digits_split):
     assert noveltylab.get_class("deep-svdd").profiles["paper"]["preprocess"] == "gcn"
     with pytest.raises(ValueError, match="preprocess"):
         noveltylab.create("deep-svdd", profile="test", preprocess="zca").fit(s.train)
+
+
+# --- GAP in training (paper 003, Sec. 4.3) -------------------------------------------
+@pytest.mark.parametrize("expand", ["dense", "tile"])
+def test_gap_in_training_decoder_sees_only_the_code(expand):
+    torch.manual_seed(0)
+    net = InceptionCAE(1, gap_in_training=True, gap_expand=expand).eval()
+    x = torch.rand(2, 1, 32, 32)
+    # two inputs with the same GAP code but different bottleneck maps reconstruct identically
+    z = net.encode(x)
+    z2 = z.flip(-1)  # same per-channel means, different layout
+    assert torch.allclose(z.mean((2, 3)), z2.mean((2, 3)), atol=1e-6)
+    out1 = net.decoder(net.reexpand(z.mean((2, 3)), z.shape[-2:]))
+    out2 = net.decoder(net.reexpand(z2.mean((2, 3)), z2.shape[-2:]))
+    assert torch.allclose(out1, out2) and torch.allclose(out1, net(x), atol=1e-6)
+    assert net(x).shape == x.shape and net.embed(x).shape == (2, 128)
+    # without GAP in training the layout of the map matters
+    plain = InceptionCAE(1).eval()
+    zp = plain.encode(x)
+    assert not torch.allclose(plain.decoder(zp), plain.decoder(zp.flip(-1)))
+
+
+def test_gap_in_training_auto_follows_the_paper():
+    d = noveltylab.create("inception-cae", profile="test")
+    assert d.gap_in_training == "auto" and d.gap_expand == "dense"
+    assert d.uses_gap_in_training(1) and not d.uses_gap_in_training(3)
+    assert noveltylab.create("inception-cae", gap_in_training="off").uses_gap_in_training(1) is False
+    assert noveltylab.create("inception-cae", gap_in_training="on").uses_gap_in_training(3) is True
+    x = np.random.rand(10, 8, 8).astype(np.float32)
+    with pytest.raises(ValueError, match="gap_in_training"):
+        noveltylab.create("inception-cae", profile="test", gap_in_training=True).fit(x)
+    with pytest.raises(ValueError, match="gap_expand"):
+        noveltylab.create("inception-cae", profile="test", gap_expand="conv").fit(x)
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_gap_in_training_fits_scores_and_round_trips(tmp_path, digits_split, mode):
+    s = digits_split
+    d = noveltylab.create("inception-cae", seed=0, gap_in_training=mode, **FAST).fit(s.train)
+    assert d.net_.gap_in_training is (mode == "on")
+    assert (d.net_.expand is not None) is (mode == "on")
+    a = auroc(s.test_labels, d.score(s.test))
+    assert a > 0.85
+    d.save(tmp_path / "m")
+    e = noveltylab.load(tmp_path / "m")
+    assert e.gap_in_training == mode
+    np.testing.assert_allclose(e.score(s.test[:20]), d.score(s.test[:20]), rtol=1e-5, atol=1e-6)

@@ -45,7 +45,7 @@ from torch import nn
 from ..detector import Detector, register
 from ..images import ImageError, pad_to_multiple
 from ..knn import KNNIndex
-from ..nets.inception_cae import InceptionCAE
+from ..nets.inception_cae import GAP_EXPANSIONS, InceptionCAE
 from ..nets.lenet_cae import LeNetCAE
 from ..train import History, map_batches, train_loop
 
@@ -274,13 +274,50 @@ class CAENearestNeighbour(CAEDetector):
         self.index_ = KNNIndex.from_state(state, knn, "knn") if knn else None
 
 
+GAP_MODES = ("auto", "on", "off")
+
+
 @register
 class InceptionCAENN(CAENearestNeighbour):
-    """Paper 003's method: Inception-CAE, GAP representation, NN-QED (PQ32x4) score."""
+    """Paper 003's method: Inception-CAE, GAP representation, NN-QED (PQ32x4) score.
+
+    ``gap_in_training``: ``"on"`` trains through the GAP layer (the decoder sees only
+    the 128-d code, re-expanded by ``gap_expand``), ``"off"`` trains on the full
+    bottleneck map and applies GAP only at prediction, ``"auto"`` (default) follows
+    Sec. 4.3 of the paper: on for grey images (MNIST, Fashion-MNIST), off for colour
+    (CIFAR-10/100)."""
 
     name = "inception-cae"
     summary = "Inception-like CAE + GAP representation, product-quantized nearest-neighbour distance (003)"
     arch = "inception"
+
+    def __init__(self, scoring: str = "nn-qed", gap_in_training: str = "auto", gap_expand: str = "dense",
+                 pq_m: int = 32, pq_bits: int = 4, fast_scan: bool = True, index: str | None = None,
+                 epochs: int = 8, fine_tune_epochs: int = 2, lr: float = 1e-3, fine_tune_lr: float = 1e-4,
+                 batch_size: int = 50, weight_decay: float = 1e-6, seed: int = 0, device: str = "auto") -> None:
+        super().__init__(scoring=scoring, pq_m=pq_m, pq_bits=pq_bits, fast_scan=fast_scan, index=index,
+                         epochs=epochs, fine_tune_epochs=fine_tune_epochs, lr=lr, fine_tune_lr=fine_tune_lr,
+                         batch_size=batch_size, weight_decay=weight_decay, seed=seed, device=device)
+        self.gap_in_training = gap_in_training
+        self.gap_expand = gap_expand
+
+    def _check_head(self) -> None:
+        super()._check_head()
+        if self.gap_in_training not in GAP_MODES:
+            raise ValueError(f"{self.name}: gap_in_training must be one of {GAP_MODES}, got "
+                             f"{self.gap_in_training!r}")
+        if self.gap_expand not in GAP_EXPANSIONS:
+            raise ValueError(f"{self.name}: gap_expand must be one of {GAP_EXPANSIONS}, got {self.gap_expand!r}")
+
+    def uses_gap_in_training(self, channels: int) -> bool:
+        """Whether the network trains through GAP for images with ``channels`` channels."""
+        return self.gap_in_training == "on" or (self.gap_in_training == "auto" and channels == 1)
+
+    def _build(self) -> nn.Module:
+        c, h, w = self.input_shape_
+        code_hw = (-(-h // MULTIPLE), -(-w // MULTIPLE))
+        return InceptionCAE(c, gap_in_training=self.uses_gap_in_training(c), gap_expand=self.gap_expand,
+                            code_hw=code_hw).to(self.device_)
 
 
 @register
