@@ -253,3 +253,24 @@ def test_patch_model_localises_generated_defects(tmp_path):
     assert iou > 0.05, iou
     labels = (test.labels != 0).astype(int)
     assert metrics.auroc(labels, det.score(test.images)) > 0.8
+
+
+def test_patch_alpha_convention_paper_default_and_authors_code_swaps_weights(tmp_path):
+    """Eq. 4 puts alpha on the error term (default); the authors' MVTec evaluation code puts it
+    on the distance: authors-code at alpha equals paper at 1 - alpha, for maps and image scores."""
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 1, 32, 32)).astype(np.float32)
+    det = create("nln-ae-patch", device="cpu", image_size=32, patch_size=16, crops_per_image=1, epochs=1,
+                 latent_dim=8, filters=8, batch_size=16, k=1, alpha=0.8)
+    assert det.alpha_convention == "paper" and det.error_weight == pytest.approx(0.8)
+    det.fit(x[:8], val=x[8:10])
+    paper_02 = det.set_scoring(x[8:10], alpha=0.2).score(x[10:])
+    paper_map = det.anomaly_map(x[10:])
+    det.set_scoring(x[8:10], alpha=0.8, alpha_convention="authors-code")
+    assert det.error_weight == pytest.approx(0.2)
+    np.testing.assert_allclose(det.score(x[10:]), paper_02, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(det.anomaly_map(x[10:]), paper_map, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="alpha_convention"):
+        det.set_scoring(x[8:10], alpha_convention="code")
+    det.save(tmp_path / "m")
+    assert load(tmp_path / "m").alpha_convention == "authors-code"

@@ -205,7 +205,7 @@ class NLNDetector(Detector):
         from ...images import as_images
 
         self._check_fitted()
-        allowed = {"nln", "error", "k", "alpha"}
+        allowed = {"nln", "error", "k", "alpha"} | ({"alpha_convention"} if hasattr(self, "alpha_convention") else set())
         bad = set(params) - allowed
         if bad:
             raise ValueError(f"set_scoring changes only {sorted(allowed)}, not {sorted(bad)}")
@@ -244,11 +244,18 @@ class NLNDetector(Detector):
         self.norm_ = meta["norm"]
 
 
+ALPHA_CONVENTIONS = ("paper", "authors-code")
+
+
 class NLNPatchDetector(NLNDetector):
     """Localising variant: resize to ``image_size``, non-overlapping ``patch_size`` patches
     (training adds ``crops_per_image`` random crops with random rot90), one NLN search per patch,
     error maps stitched back; the image score is ``alpha * mean(error map) + (1 - alpha) *
-    max(patch distance)`` on the normalised terms (the plain mean error without NLN)."""
+    max(patch distance)`` on the normalised terms (the plain mean error without NLN).
+
+    ``alpha_convention``: ``"paper"`` (default) weights the error term by ``alpha`` as Eq. 4
+    states; ``"authors-code"`` swaps the weights, ``(1 - alpha) * error + alpha * distance``, as
+    the authors' MVTec evaluation code does (for both the map and the image score)."""
 
     kind = "patch"
     localises = True
@@ -258,11 +265,12 @@ class NLNPatchDetector(NLNDetector):
                  lr: float | None = None, adv_lr: float | None = None, recon_weight: float = 50.0,
                  image_size: int = 512, patch_size: int = 128, crops_per_image: int = 16, rot90: bool = True,
                  index: str = "Flat", val_fraction: float = 0.1, score_batch: int = 64,
-                 seed: int = 0, device: str = "auto") -> None:
+                 alpha_convention: str = "paper", seed: int = 0, device: str = "auto") -> None:
         super().__init__(nln=nln, error=error, k=k, alpha=alpha, latent_dim=latent_dim, filters=filters,
                          epochs=epochs, batch_size=batch_size, lr=lr, adv_lr=adv_lr, recon_weight=recon_weight,
                          index=index, val_fraction=val_fraction, score_batch=score_batch, seed=seed, device=device)
         del self.max_side  # not a parameter of the patch models
+        self.alpha_convention = alpha_convention
         self.image_size = image_size
         self.patch_size = patch_size
         self.crops_per_image = crops_per_image
@@ -277,6 +285,17 @@ class NLNPatchDetector(NLNDetector):
             raise ValueError(f"image_size ({s}) must be a multiple of patch_size ({p})")
         if int(self.crops_per_image) < 0:
             raise ValueError(f"crops_per_image must be >= 0, got {self.crops_per_image!r}")
+
+    def _check_scoring(self) -> None:
+        super()._check_scoring()
+        if self.alpha_convention not in ALPHA_CONVENTIONS:
+            raise ValueError(f"alpha_convention must be one of {ALPHA_CONVENTIONS}, got {self.alpha_convention!r}")
+
+    @property
+    def error_weight(self) -> float:
+        """Weight of the error term under ``alpha_convention`` (the distance term gets 1 minus it)."""
+        a = float(self.alpha)
+        return a if self.alpha_convention == "paper" else 1.0 - a
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         return resize(x, int(self.image_size))
@@ -302,7 +321,7 @@ class NLNPatchDetector(NLNDetector):
         """(combined NLN map, distance map or None) at ``image_size``, before resizing back."""
         t, n = self._patch_terms(x)
         s, p = int(self.image_size), int(self.patch_size)
-        combined = torch.from_numpy(scoring.combine(t, self.norm_, float(self.alpha), bool(self.nln)))
+        combined = torch.from_numpy(scoring.combine(t, self.norm_, self.error_weight, bool(self.nln)))
         err = torch.from_numpy(scoring.normalise(t.error, self.norm_["error"]) if self.nln else t.error)
         dist = None
         if t.distance is not None:
@@ -314,7 +333,7 @@ class NLNPatchDetector(NLNDetector):
         _, (err, dist) = self._maps(x)
         if dist is None:
             return err.flatten(1).mean(1).numpy()
-        a = float(self.alpha)
+        a = self.error_weight
         return (a * err.flatten(1).mean(1) + (1 - a) * dist.max(1).values).numpy()
 
     def _anomaly_map(self, x: torch.Tensor) -> np.ndarray:
