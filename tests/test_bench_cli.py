@@ -15,7 +15,7 @@ from noveltylab.cli import main
 
 def test_run_benchmark_record(tmp_path):
     rec = run_benchmark("raw-nn", "digits", "one-class", classes=[0, 1], seeds=[0, 1], profile="cpu",
-                        out_dir=tmp_path, label="raw-nn-eed", progress=False, command="pytest")
+                        out_dir=tmp_path, label="raw-nn-eed", progress=False, command="pytest", allow_dirty=True)
     assert rec["tasks"] == ["0", "1"] and rec["seeds"] == [0, 1]
     assert 0.9 < rec["mean"]["auroc"] <= 1.0
     assert 0.0 <= rec["mean"]["auroc_std_seeds"] < 0.01  # seeds change only the validation split here
@@ -31,10 +31,10 @@ def test_draws_of_several_classes_are_a_subset(tmp_path):
     the complete run (a second batch of draws would overwrite it)."""
     draws = [f"{c}+{(c + 1) % 10}" for c in range(10)]
     rec = run_benchmark("raw-nn", "digits", "one-class", classes=draws, profile="cpu", out_dir=tmp_path,
-                        progress=False, command="pytest")
+                        progress=False, command="pytest", allow_dirty=True)
     assert len(rec["tasks"]) == 10 and rec["subset"] is True and "__0+1" in rec["file"].replace("-", "+")
     full = run_benchmark("raw-nn", "digits", "one-class", classes=list(range(10)), profile="cpu",
-                         out_dir=tmp_path, progress=False, command="pytest")
+                         out_dir=tmp_path, progress=False, command="pytest", allow_dirty=True)
     assert full["subset"] is False
 
 
@@ -91,7 +91,7 @@ def test_cli_fit_on_dataset_class_and_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["fit", "--method", "nope", "--data", "digits", "--normal-class", "1", "-o", str(tmp_path)]) == 2
     assert "unknown method" in capsys.readouterr().err
-    assert main(["bench", "--method", "raw-nn", "--dataset", "no-such-set"]) == 2
+    assert main(["bench", "--method", "raw-nn", "--dataset", "no-such-set", "--allow-dirty"]) == 2
     assert "no-such-set" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "absent"), str(tmp_path)]) == 2
     assert "not a saved noveltylab model" in capsys.readouterr().err
@@ -100,7 +100,7 @@ def test_cli_fit_on_dataset_class_and_errors(tmp_path, capsys):
 def test_cli_bench_report_methods_datasets(tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["bench", "--method", "raw-nn", "--dataset", "digits", "--classes", "0", "1",
-                 "--out-dir", str(out), "--label", "raw-nn-eed"]) == 0
+                 "--out-dir", str(out), "--label", "raw-nn-eed", "--allow-dirty", "--executor", "sequential"]) == 0
     assert "AUROC" in capsys.readouterr().out
     assert main(["report", str(out)]) == 0
     assert "raw-nn-eed" in (tmp_path / "RESULTS.md").read_text()
@@ -146,6 +146,6 @@ def test_run_benchmark_passes_data_dir_to_second_data_set(tmp_path, shared_data,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     rec = run_benchmark("raw-nn", "mnist", "multiclass-unlabeled", classes=["fashion-mnist"], profile="cpu",
                         max_train=300, protocol_options={"max_novel": 300}, data_dir=shared_data,
-                        out_dir=None, progress=False, command="pytest")
+                        out_dir=None, progress=False, command="pytest", allow_dirty=True)
     assert rec["tasks"] == ["fashion-mnist"] and rec["mean"]["auroc"] > 0.9
     assert "data_dir" not in rec["protocol_options"]

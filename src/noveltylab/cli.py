@@ -81,26 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="override the saved device setting")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("bench", help="run a benchmark and write a JSON result file",
-                       description="Run METHOD on every task of PROTOCOL on DATASET for each seed; writes "
-                                   "benchmarks/results/<label>__<dataset>__<protocol>__<profile>.json.")
-    p.add_argument("--method", required=True)
-    p.add_argument("--dataset", required=True, help="data set name, e.g. mnist, fashion-mnist, cifar10-jpeg")
-    p.add_argument("--protocol", default="one-class", help="one-class, leave-one-out, outlier-fraction, ...")
-    p.add_argument("--classes", nargs="*", default=None,
-                   help="tasks (class index or name; a+b for several normal classes); default all")
-    p.add_argument("--seeds", nargs="*", type=int, default=[0])
-    p.add_argument("--profile", default="cpu", help="cpu (default), paper, demo")
-    p.add_argument("--param", nargs="*", help="constructor overrides, key=value")
-    p.add_argument("--option", nargs="*", help="protocol options, key=value (e.g. fraction=0.2)")
-    p.add_argument("--max-train", type=int, default=None, help="cap on training images per task (stratified)")
-    p.add_argument("--label", default=None, help="row label in RESULTS.md (default: the method name)")
-    p.add_argument("--notes", default="", help="free text stored with the result")
-    p.add_argument("--out-dir", default="benchmarks/results")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch/FAISS")
-    p.add_argument("--data-dir", default=None, help="folder holding the data sets")
-    p.add_argument("--device", default=None, help="torch device (default auto)")
-    p.set_defaults(func=cmd_bench)
+    from .bench.command import add_bench_parser  # spec files, Ray executor, resume (issue 16)
+
+    add_bench_parser(sub)
 
     p = sub.add_parser("report", help="regenerate RESULTS.md from result files",
                        description="Render every JSON result under RESULTS_DIR into a Markdown report with "
@@ -140,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         profile = "demo" if "demo" in cls.profiles else "cpu"
         try:
             rec = run_benchmark(name, "digits", "one-class", profile=profile, out_dir=out / "results",
-                                notes="noveltylab demo", progress=False)
+                                notes="noveltylab demo", progress=False, allow_dirty=True)
         except FileNotFoundError as exc:  # e.g. a pretrained backbone whose weights file is not here
             print(f"  {name:<22} skipped: {exc}", flush=True)
             continue
@@ -228,22 +211,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
             print(f"{len(files)} scores written to {args.output}", file=sys.stderr)
-    return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.runner import run_benchmark
-
-    rec = run_benchmark(args.method, args.dataset, args.protocol, classes=args.classes, seeds=args.seeds,
-                        profile=args.profile, params=_pairs(args.param, "--param"),
-                        protocol_options=_pairs(args.option, "--option"), max_train=args.max_train,
-                        label=args.label, notes=args.notes, data_dir=args.data_dir, out_dir=args.out_dir,
-                        threads=args.threads, device=args.device)
-    m = rec["mean"]
-    print(f"{rec['label']} {rec['dataset']} {rec['protocol']}: AUROC {100 * m['auroc']:.2f} "
-          f"(± {100 * m.get('auroc_std_tasks', 0):.2f} over tasks, ± {100 * m.get('auroc_std_seeds', 0):.2f} "
-          f"over seeds), train {rec['train_seconds_per_task']:.1f} s/task, {rec['score_images_per_s']:.0f} img/s")
-    print(f"result written to {rec['file']}")
     return 0
 
 

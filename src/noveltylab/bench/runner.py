@@ -11,12 +11,8 @@ import datetime as _dt
 import inspect
 import json
 import logging
-import os
-import platform
 import re
 import resource
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +25,7 @@ from .. import metrics
 from ..data import load_dataset, make_splits
 from ..data.protocols import PROTOCOLS, Split
 from ..detector import Detector, json_default, create, get_class, resolve_device
+from .provenance import current_command, git_commit, machine as _machine_name
 
 log = logging.getLogger("noveltylab.bench")
 SCHEMA = 1
@@ -36,25 +33,6 @@ DEFAULT_OUT = Path("benchmarks") / "results"
 CALIBRATION_FPR = 0.05
 
 ExtraMetrics = Callable[[Detector, Split, np.ndarray], dict[str, float]]
-
-
-def git_commit(cwd: str | Path | None = None) -> str:
-    """Short commit hash of the working tree, with ``+dirty`` when files differ from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=cwd, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=cwd, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head or "uncommitted") + ("+dirty" if dirty else "")
-
-
-def current_command() -> str:
-    """The command line that started this process, shell-quoted."""
-    prog = Path(sys.argv[0]).name
-    prog = "noveltylab" if prog in ("noveltylab", "__main__.py", "cli.py") else f"python {sys.argv[0]}"
-    return " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 def peak_memory_mb() -> float:
@@ -86,20 +64,29 @@ def _task_name(task: Any, class_names: list[str]) -> str:
     return str(task)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=0)) if a.size > 1 else 0.0
+# extra training inputs a protocol may put in ``split.info`` -> the ``fit`` keyword that takes them
+FIT_INPUTS = {"train_labels": "labels"}
 
 
-def evaluate_split(det: Detector, split: Split, extra_metrics: ExtraMetrics | None = None) -> dict[str, Any]:
-    """Fit ``det`` on one split, calibrate on its normal validation images, score the test set."""
-    t0 = time.perf_counter()
-    det.fit(split.train, val=split.val if len(split.val) else None)
-    train_s = time.perf_counter() - t0
-    threshold = None
-    if len(split.val) >= 2:
-        det.calibrate(split.val, fpr=CALIBRATION_FPR)
-        threshold = det.threshold_
+def fit_inputs(det: Detector, split: Split) -> dict[str, Any]:
+    """Keyword arguments for ``det.fit`` from what the protocol provides beyond images (e.g. the class
+    labels of ``multiclass-labeled``). A detector whose ``fit`` cannot take one is an error, never a
+    silent unlabeled run."""
+    out = {}
+    for key, kw in FIT_INPUTS.items():
+        if split.info.get(key) is None:
+            continue
+        if not _accepts(det.fit, kw):
+            raise ValueError(f"protocol {split.info.get('protocol', split.name)!r} provides {key} for training, "
+                             f"but {det.name}.fit takes no {kw!r} argument; use a method that does or the "
+                             "unlabeled protocol")
+        out[kw] = split.info[key]
+    return out
+
+
+def score_split(det: Detector, split: Split, extra_metrics: ExtraMetrics | None = None,
+                threshold: float | None = None) -> dict[str, Any]:
+    """Metrics of a fitted detector on ``split``'s test set (per-term AUROCs, pixel AUROC, extras)."""
     t0 = time.perf_counter()
     scores = det.score(split.test)
     score_s = time.perf_counter() - t0
@@ -113,9 +100,27 @@ def evaluate_split(det: Detector, split: Split, extra_metrics: ExtraMetrics | No
             m.setdefault(f"auroc_{name}", metrics.auroc(split.test_labels, -np.asarray(values)))
     if extra_metrics is not None:
         m.update(extra_metrics(det, split, scores))
-    return {"metrics": m, "train_seconds": train_s,
-            "score_images_per_s": len(split.test) / max(score_s, 1e-9), "n_train": len(split.train),
-            "n_val": len(split.val), "n_test": len(split.test), "n_novel": int(split.test_labels.sum())}
+    return {"metrics": m, "score_images_per_s": len(split.test) / max(score_s, 1e-9), "n_test": len(split.test),
+            "n_novel": int(split.test_labels.sum())}
+
+
+def calibrated_threshold(det: Detector, split: Split) -> float | None:
+    """Calibrate ``det`` on the split's normal validation images (5 % FPR); None without them."""
+    if len(split.val) < 2:
+        return None
+    det.calibrate(split.val, fpr=CALIBRATION_FPR)
+    return det.threshold_
+
+
+def evaluate_split(det: Detector, split: Split, extra_metrics: ExtraMetrics | None = None) -> dict[str, Any]:
+    """Fit ``det`` on one split (with every extra input the protocol provides), calibrate on its normal
+    validation images, score the test set."""
+    kwargs = fit_inputs(det, split)
+    t0 = time.perf_counter()
+    det.fit(split.train, val=split.val if len(split.val) else None, **kwargs)
+    train_s = time.perf_counter() - t0
+    res = score_split(det, split, extra_metrics, calibrated_threshold(det, split))
+    return {**res, "train_seconds": train_s, "n_train": len(split.train), "n_val": len(split.val)}
 
 
 def run_benchmark(method: str, dataset: str, protocol: str, *, classes: Sequence[Any] | None = None,
@@ -124,65 +129,32 @@ def run_benchmark(method: str, dataset: str, protocol: str, *, classes: Sequence
                   label: str | None = None, notes: str = "", data_dir: str | Path | None = None,
                   out_dir: str | Path | None = DEFAULT_OUT, command: str | None = None,
                   threads: int | None = None, device: str | None = None,
-                  extra_metrics: ExtraMetrics | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run ``method`` on every task of ``protocol`` for each seed and write one result file.
+                  extra_metrics: ExtraMetrics | None = None, progress: bool = True,
+                  allow_dirty: bool = False) -> dict[str, Any]:
+    """Run ``method`` on every task of ``protocol`` for each seed, in this process, and write one result file.
 
-    ``classes``: tasks to run (default: every class); ``params``: constructor
-    overrides on top of ``profile``; ``protocol_options``: e.g. ``{"fraction": 0.2}``.
-    Returns the record (also written to ``out_dir`` unless it is None).
+    The one-entry form of a spec (see :mod:`noveltylab.bench.engine`): ``classes``: tasks to run
+    (default: every class); ``params``: constructor overrides on top of ``profile``;
+    ``protocol_options``: e.g. ``{"fraction": 0.2}``. Finished tasks are kept as part files under
+    ``out_dir/_parts`` and skipped by a rerun. Writing into ``out_dir`` from a dirty tree is refused
+    unless ``allow_dirty``. Returns the record (also written to ``out_dir`` unless it is None).
     """
-    params = dict(params or {})
-    if device is not None:
-        params["device"] = device
-    cls = get_class(method)  # fails early on an unknown method
-    if profile is not None and profile not in cls.profiles:
-        raise KeyError(f"method {method!r} has no profile {profile!r}; profiles: {sorted(cls.profiles)}")
-    if protocol not in PROTOCOLS:
-        raise KeyError(f"unknown protocol {protocol!r}; available: {', '.join(PROTOCOLS)}")
-    create(method, profile=profile, **params)  # validates parameter names before loading data
-    set_threads(threads)
-    started = time.perf_counter()
-    train_set = load_dataset(dataset, "train", data_dir=data_dir)
-    test_set = load_dataset(dataset, "test", data_dir=data_dir)
+    from .engine import SequentialExecutor, run_settings
+    from .spec import Setting
+
     options = dict(protocol_options or {})
     if max_train is not None:
         options["max_train"] = max_train
-    split_options = dict(options)  # what the protocol gets; ``options`` is what the record names
-    if data_dir is not None and "data_dir" not in options and _accepts(PROTOCOLS[protocol][0], "data_dir"):
-        split_options["data_dir"] = str(data_dir)  # a second data set (novel / near source) from the same place
-    if classes is not None:
-        classes = [_parse_task(c, train_set.class_names) for c in classes]
-    per_task: dict[str, dict[str, Any]] = {}
-    config: dict[str, Any] = {}
-    for seed in seeds:
-        for task, split in make_splits(protocol, train_set, test_set, classes, seed=seed, **split_options):
-            name = _task_name(task, train_set.class_names)
-            det = create(method, profile=profile, **{**params, "seed": seed})
-            config = {k: v for k, v in det.get_params().items() if k != "seed"}
-            if progress:
-                print(f"[bench] {method} {dataset} {protocol} task={name} seed={seed} "
-                      f"(train {len(split.train)}, test {len(split.test)})", file=sys.stderr, flush=True)
-            res = evaluate_split(det, split, extra_metrics)
-            entry = per_task.setdefault(name, {"task": task, "name": name, "metrics": {}, "train_seconds": [],
-                                               "score_images_per_s": [], "n_train": res["n_train"],
-                                               "n_val": res["n_val"], "n_test": res["n_test"],
-                                               "n_novel": res["n_novel"]})
-            for k, v in res["metrics"].items():
-                entry["metrics"].setdefault(k, []).append(v)
-            entry["train_seconds"].append(res["train_seconds"])
-            entry["score_images_per_s"].append(res["score_images_per_s"])
-            if progress:
-                print(f"[bench]   auroc={res['metrics']['auroc']:.4f} train={res['train_seconds']:.1f}s",
-                      file=sys.stderr, flush=True)
-    record = _assemble(method, dataset, protocol, options, profile, params, config, list(seeds), per_task,
-                       label or method, notes, command, time.perf_counter() - started, device)
-    # a run is complete only if it covered exactly the protocol's default tasks (ten draws of several
-    # classes are as many tasks as ten classes, but still a subset of the possible draws)
-    default = {_task_name(t, train_set.class_names) for t in PROTOCOLS[protocol][1](train_set)}
-    record["subset"] = classes is not None and set(per_task) != default
-    if out_dir is not None:
-        record["file"] = str(write_record(record, out_dir))
-    return record
+    params = {k: v for k, v in (params or {}).items() if k != "device"}
+    device = device or (params or {}).get("device")
+    setting = Setting(label=label or method, method=method, dataset=dataset, protocol=protocol, profile=profile,
+                      params=params, options=options, classes=None if classes is None else list(classes),
+                      seeds=list(seeds), notes=notes)
+    result = run_settings([setting], out_dir=out_dir, data_dir=data_dir, command=command,
+                          executor=SequentialExecutor(threads, device, retries=0, extra_metrics=extra_metrics,
+                                                      fail_fast=True),
+                          allow_dirty=allow_dirty, progress=progress)
+    return result.records[0]
 
 
 def _parse_task(task: Any, class_names: list[str]) -> Any:
@@ -222,22 +194,13 @@ def _assemble(method: str, dataset: str, protocol: str, options: dict, profile: 
         "peak_memory_mb": peak_memory_mb(),
         "device": str(resolve_device(device or "auto")),
         "threads": torch.get_num_threads(),
-        "machine": _machine(resolve_device(device or "auto")),
+        "machine": _machine_name(resolve_device(device or "auto")),
         "duration_seconds": round(duration, 1),
         "commit": git_commit(),
         "command": command or current_command(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "notes": notes,
     }
-
-
-def _machine(dev: torch.device) -> str:
-    """The machine a record was measured on: CPU architecture and cores, plus the GPU's name when one
-    was used (training seconds are only comparable between records of the same machine)."""
-    text = f"{platform.machine()} {os.cpu_count()} cpus"
-    if dev.type == "cuda":
-        text += f", {torch.cuda.get_device_name(dev)}"
-    return text
 
 
 def _summarise(per_task: list[dict], seeds: list[int]) -> tuple[dict[str, float], float | None, float | None]:
