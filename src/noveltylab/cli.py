@@ -79,15 +79,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="-", help="CSV file (default: standard output)")
     p.add_argument("--batch-size", type=int, default=256, help="images read and scored at a time")
     p.add_argument("--device", default=None, help="override the saved device setting")
+    p.add_argument("--maps", default=None, metavar="DIR",
+                   help="also write a heat-map overlay PNG per image into DIR (localising methods only)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved model on a labelled test folder",
+                       description="Score every image of TEST_ROOT with MODEL and report image AUROC, AUROC per "
+                                   "novel class, FPR / recall at the model's threshold and, for localising "
+                                   "methods on data with masks, pixel AUROC. Labels come from folder names: "
+                                   "good/ or normal/ = normal, every other folder = a novel class; or the "
+                                   "MVTec-AD layout (test/<defect>/ with ground_truth/<defect>/*_mask.png).")
+    p.add_argument("model", help="model folder written by `noveltylab fit`")
+    p.add_argument("test_root", help="labelled test folder (class folders or MVTec-AD layout)")
+    p.add_argument("-o", "--output", default=None, metavar="OUTDIR",
+                   help="write evaluation.json, scores.csv and the most novel images here (input of "
+                        "`noveltylab report OUTDIR`)")
+    p.add_argument("--batch-size", type=int, default=64, help="images scored at a time")
+    p.add_argument("--top-k", type=int, default=12, help="most novel images kept for the report")
+    p.add_argument("--device", default=None, help="override the saved device setting")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="serve a saved model over HTTP (FastAPI + uvicorn)",
+                       description="POST /score with an image (raw body or multipart field 'file') returns "
+                                   "score, p-value, decision and, for localising methods, a heat-map PNG "
+                                   "(base64); GET /health. Needs the [serve] extra.")
+    p.add_argument("model", help="model folder written by `noveltylab fit`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-bytes", type=int, default=20 * 2 ** 20,
+                   help="largest accepted request body in bytes (default 20 MiB); larger ones get 413")
+    p.add_argument("--device", default=None, help="override the saved device setting")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="export a saved model's network to ONNX",
+                       description="Write the network part of a saved model as ONNX. Reconstruction and "
+                                   "distance-to-centre models export the whole score; kNN methods export the "
+                                   "feature extractor (the kNN search stays in the model folder). Prints which "
+                                   "methods cannot be exported and why. Needs the [export] extra.")
+    p.add_argument("model", nargs="?", help="model folder written by `noveltylab fit`")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("-o", "--output", default=None, help="ONNX file to write (default MODEL/model.onnx)")
+    p.add_argument("--list", action="store_true", help="only list which methods export and why others do not")
+    p.set_defaults(func=cmd_export)
 
     from .bench.command import add_bench_parser  # spec files, Ray executor, resume (issue 16)
 
     add_bench_parser(sub)
 
-    p = sub.add_parser("report", help="regenerate RESULTS.md from result files",
+    p = sub.add_parser("report", help="regenerate RESULTS.md from result files, or an evaluation's HTML report",
                        description="Render every JSON result under RESULTS_DIR into a Markdown report with "
-                                   "the papers' numbers beside ours.")
+                                   "the papers' numbers beside ours. When RESULTS_DIR is a folder written by "
+                                   "`noveltylab evaluate -o`, write one self-contained HTML report instead "
+                                   "(default RESULTS_DIR/report.html).")
     p.add_argument("results_dir", nargs="?", default="benchmarks/results")
     p.add_argument("-o", "--output", default=None, help="default: RESULTS.md next to RESULTS_DIR")
     p.set_defaults(func=cmd_report)
@@ -197,6 +240,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             files.append(p)
         else:
             raise SystemExit(f"error: no such file or folder: {p}")
+    if args.maps and not det.localises:
+        raise SystemExit(f"error: --maps: method {det.name!r} does not localise (no anomaly maps); "
+                         "localising methods are marked [localises] in `noveltylab methods`")
+    used_names: set[str] = set()
     out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
     try:
         writer = csv.writer(out)
@@ -207,16 +254,70 @@ def cmd_score(args: argparse.Namespace) -> int:
             flags = (scores > det.threshold_).astype(int) if det.threshold_ is not None else [""] * len(chunk)
             for f, s, d in zip(chunk, scores, flags):
                 writer.writerow([str(f), f"{float(s):.8g}", d])
+            if args.maps:
+                from .overlay import save_overlays
+
+                save_overlays(det, chunk, args.maps, used_names)
     finally:
         if out is not sys.stdout:
             out.close()
             print(f"{len(files)} scores written to {args.output}", file=sys.stderr)
+    if args.maps:
+        print(f"{len(files)} heat-map overlays written to {args.maps}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .detector import load
+    from .evaluate import evaluate, summary_text
+
+    det = load(args.model)
+    if args.device:
+        det.device = args.device
+    result = evaluate(det, args.test_root, out_dir=args.output, batch_size=args.batch_size, top_k=args.top_k,
+                      model=str(args.model))
+    print(summary_text(result))
+    if args.output:
+        print(f"evaluation written to {Path(args.output) / 'evaluation.json'} (+ scores.csv); "
+              f"HTML: noveltylab report {args.output}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.model, host=args.host, port=args.port, max_bytes=args.max_bytes, device=args.device)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .detector import available, load
+    from .export import export_onnx, export_reason
+
+    if args.list or not args.model:
+        for name in available():
+            why = export_reason(name)
+            print(f"{name:<20} " + ("exports" if why is None else f"cannot be exported: {why}"))
+        return 0
+    det = load(args.model)
+    out = args.output or str(Path(args.model) / "model.onnx")
+    meta = export_onnx(det, out)
+    what = ("images -> scores" if meta["kind"] == "score" else
+            "images -> features (the kNN search stays outside ONNX: noveltylab.export.OnnxScorer(onnx, model_dir))")
+    print(f"{det.name}: ONNX written to {out} ({what}); input float32 (N, {', '.join(map(str, det.input_shape_))}) "
+          "in [0, 1]")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .bench.report import write_report
+    from .evaluate import EVAL_FILE
 
+    if (Path(args.results_dir) / EVAL_FILE).is_file():  # an evaluation folder: HTML report (issue 15)
+        from .report_html import write_html_report
+
+        print(f"report written to {write_html_report(args.results_dir, args.output)}")
+        return 0
     out = args.output or str(Path(args.results_dir).parent / "RESULTS.md")
     print(f"report written to {write_report(args.results_dir, out)}")
     return 0
