@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .progress import track
+from .ingest import scan_folder
+from .workflow import (SCORE_HEADER, add_calibrate_parser, add_fit_arguments, add_import_parser,
+                       add_ingest_arguments, chunks_of, score_rows)
+
 DEMO_OUT = "noveltylab-demo"
 
 
@@ -58,9 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train a detector on normal images and save it",
                        description="Train METHOD on normal images and save the model folder. DATA is a data set "
                                    "name (then --normal-class picks the normal class(es) of its training split) "
-                                   "or a folder of normal images. 10 %% of the normal images are held out to "
-                                   "calibrate the decision threshold at --fpr.")
-    p.add_argument("--method", required=True, help="registered method (see `noveltylab methods`)")
+                                   "or a folder of normal images (mask files and hidden folders skipped, counts "
+                                   "printed). Images of any size are resized by the input transform (--size, "
+                                   "--resize-mode, --channels), which is saved with the model. Of a folder, 10 %% "
+                                   "is held out for validation and 20 %% (or --calib DIR) for a conformal "
+                                   "threshold at --fpr that the model never trained on.")
+    p.add_argument("--method", default=None,
+                   help="registered method (see `noveltylab methods`); default: patchcore when available, "
+                        "else dn2 at 224 px")
     p.add_argument("--data", required=True, help="data set name (mnist, digits, ...) or a folder of normal images")
     p.add_argument("--normal-class", nargs="*", default=None, help="normal class index(es) or name(s)")
     p.add_argument("--profile", default="cpu", help="hyperparameter profile: cpu (default), paper, demo")
@@ -68,17 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate for the threshold")
     p.add_argument("--max-train", type=int, default=None, help="cap on training images (seeded, stratified)")
     p.add_argument("-o", "--output", required=True, help="model folder to write")
+    add_fit_arguments(p)
     _add_common(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("score", help="score images with a saved model and write a CSV",
-                       description="Score image files or folders with a saved model; writes path, score and "
-                                   "decision (1 = novel, using the calibrated threshold) to a CSV.")
+                       description="Score image files or folders (any size: the model's saved input "
+                                   "transform resizes them; mask files and hidden folders skipped) with a saved "
+                                   "model; writes path, score, conformal p-value against the calibration images "
+                                   "and decision (1 = novel, using the calibrated threshold) to a CSV.")
     p.add_argument("model", help="model folder written by `noveltylab fit`")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("-o", "--output", default="-", help="CSV file (default: standard output)")
     p.add_argument("--batch-size", type=int, default=256, help="images read and scored at a time")
     p.add_argument("--device", default=None, help="override the saved device setting")
+    add_ingest_arguments(p)
     p.add_argument("--maps", default=None, metavar="DIR",
                    help="also write a heat-map overlay PNG per image into DIR (localising methods only)")
     p.set_defaults(func=cmd_score)
@@ -141,7 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("methods", help="list registered methods with their profiles")
+    add_calibrate_parser(sub)
+    add_import_parser(sub)
+
+    p = sub.add_parser("methods", help="list registered methods; with NAME: its parameters, profiles, input size",
+                       description="Without NAME: every registered method with its profiles. With NAME: its "
+                                   "parameters and defaults, profiles, the input size it works at and its "
+                                   "pretrained-weights parameter.")
+    p.add_argument("name", nargs="?", default=None, help="a method name")
     p.set_defaults(func=cmd_methods)
     return parser
 
@@ -183,42 +204,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_normal(args: argparse.Namespace):
-    """(train, val) normal images for ``fit``: a folder of images, or classes of a data set."""
-    import numpy as np
-
-    from .data import load_dataset
-    from .data.protocols import normal_train_val
-    from .images import as_images
-
-    src = Path(args.data)
-    if src.is_dir() and not args.normal_class:
-        x = as_images(src, name=f"images in {src}")
-        perm = np.random.default_rng(args.seed).permutation(x.shape[0])
-        n_val = max(2, int(round(0.1 * len(perm)))) if len(perm) >= 20 else 0
-        train_idx = perm[n_val:][:args.max_train] if args.max_train else perm[n_val:]
-        return x[train_idx], (x[perm[:n_val]] if n_val else None)
-    if not args.normal_class:
-        raise SystemExit("error: --normal-class is required when --data is a data set name")
-    train = load_dataset(args.data, "train", data_dir=args.data_dir)
-    return normal_train_val(train, list(args.normal_class), max_train=args.max_train, seed=args.seed)
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .detector import create
+    from .workflow import fit_command
 
-    params = _pairs(args.param, "--param")
-    det = create(args.method, profile=args.profile, seed=args.seed, device=args.device, **params)
-    train, val = _load_normal(args)
-    print(f"fitting {args.method} on {len(train)} normal images ...", file=sys.stderr, flush=True)
-    det.fit(train, val=val)
-    if val is not None and len(val) >= 2:
-        det.calibrate(val, fpr=args.fpr)
-        print(f"threshold {det.threshold_:.6g} (about {100 * args.fpr:.0f} % of held-out normal images above it)",
-              file=sys.stderr)
-    path = det.save(args.output)
-    print(f"model saved to {path}")
-    return 0
+    args.params = _pairs(args.param, "--param")
+    return fit_command(args)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -232,10 +222,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     for item in args.images:
         p = Path(item)
         if p.is_dir():
-            found = list_image_files(p)
-            if not found:
+            scan = scan_folder(p, args.include, args.exclude, skip_masks=not args.keep_masks)
+            print(scan.summary(), file=sys.stderr)
+            if not scan.files:
                 raise SystemExit(f"error: no image files in folder {p}")
-            files += found
+            files += scan.files
         elif p.is_file():
             files.append(p)
         else:
@@ -247,13 +238,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
     try:
         writer = csv.writer(out)
-        writer.writerow(["path", "score", "novel"])
-        for i in range(0, len(files), args.batch_size):
-            chunk = files[i:i + args.batch_size]
-            scores = det.score(as_images(chunk))
-            flags = (scores > det.threshold_).astype(int) if det.threshold_ is not None else [""] * len(chunk)
-            for f, s, d in zip(chunk, scores, flags):
-                writer.writerow([str(f), f"{float(s):.8g}", d])
+        writer.writerow(SCORE_HEADER)
+        for chunk in track(chunks_of(files, args.batch_size), "scoring", unit="batch"):
+            writer.writerows(score_rows(det, chunk))
             if args.maps:
                 from .overlay import save_overlays
 
@@ -335,7 +322,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from .detector import available, get_class
+    from .workflow import describe_method
 
+    if args.name:
+        print(describe_method(args.name))
+        return 0
     for name in available():
         cls = get_class(name)
         print(f"{name:<22} {cls.summary}  profiles: {', '.join(sorted(cls.profiles))}"

@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from .images import ImageError, ImageInput, as_images
+from .preprocess import Transform, as_transform
 
 FORMAT = "noveltylab-model"
 FORMAT_VERSION = 1
@@ -35,6 +37,13 @@ class NotFittedError(RuntimeError):
 
 class ModelFileError(ValueError):
     """Raised for a model folder that is missing, from another method, or tampered with."""
+
+
+class CalibrationWarning(UserWarning):
+    """The calibration set is too small to resolve the requested false-positive rate."""
+
+
+CALIB_KEY = "__calibration_scores__"
 
 
 def seed_everything(seed: int) -> None:
@@ -101,13 +110,24 @@ class Detector:
     def device_(self) -> torch.device:
         return resolve_device(self.device)
 
-    def fit(self, images: ImageInput, val: ImageInput | None = None) -> "Detector":
+    def fit(self, images: ImageInput, val: ImageInput | None = None,
+            transform: "Transform | dict | int | str | None" = None) -> "Detector":
         """Fit on normal images only. ``val``: optional held-out normal images
-        that some methods use (normalisation constants, validation loss)."""
-        x = as_images(images, name="training images")
+        that some methods use (normalisation constants, validation loss).
+
+        ``transform`` (:class:`noveltylab.preprocess.Transform`, a dict, an int size or ``"auto"``
+        = the method's native size) resizes raw images of any size to the model input; it is saved
+        with the model and applied again by ``score`` / ``anomaly_map``. ``None``: images of mixed
+        sizes get the ``"auto"`` transform, images of one size are used as they are."""
+        from .preprocess import as_transform, default_transform, load_transformed, mixed_sizes
+
+        if transform == "auto" or (transform is None and mixed_sizes(images)):
+            transform = default_transform(self)
+        self.transform_ = as_transform(transform)
+        x, _, self.transform_ = load_transformed(images, self.transform_, desc="loading training images")
         if x.shape[0] < 2:
             raise ImageError(f"training images: need at least 2 normal images, got {x.shape[0]}")
-        v = None if val is None else as_images(val, name="validation images")
+        v = None if val is None else load_transformed(val, self.transform_, desc="loading validation images")[0]
         if v is not None and v.shape[1:] != x.shape[1:]:
             raise ImageError(f"validation images have shape {tuple(v.shape[1:])} but training images "
                              f"have {tuple(x.shape[1:])}")
@@ -121,31 +141,59 @@ class Detector:
 
     def score(self, images: ImageInput) -> np.ndarray:
         """Novelty score per image (float64, higher = more novel); independent of batch composition."""
+        from .preprocess import score_in_chunks
+
         x = self._prepare(images)
         with torch.no_grad():
-            s = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
+            s = score_in_chunks(self._score, x, desc=f"{self.name}: scoring")
         if s.shape[0] != x.shape[0]:
             raise RuntimeError(f"{self.name}: produced {s.shape[0]} scores for {x.shape[0]} images")
         if not np.all(np.isfinite(s)):
             raise RuntimeError(f"{self.name}: non-finite scores; the model may have diverged during training")
         return s
 
-    def anomaly_map(self, images: ImageInput) -> np.ndarray:
-        """Per-pixel novelty maps ``(N, H, W)`` at input resolution (localising methods only)."""
+    def anomaly_map(self, images: ImageInput) -> np.ndarray | list[np.ndarray]:
+        """Per-pixel novelty maps at each image's original resolution (localising methods only):
+        an ``(N, H, W)`` array, or a list of ``(H_i, W_i)`` arrays when the images differ in size."""
+        from .preprocess import maps_in_chunks
+
         if not self.localises:
             raise NotImplementedError(f"method {self.name!r} does not localise; anomaly_map is unavailable")
-        x = self._prepare(images)
+        x, sizes = self._prepare(images, with_sizes=True)
         with torch.no_grad():
-            return np.asarray(self._anomaly_map(x), dtype=np.float32)
+            return maps_in_chunks(self._anomaly_map, x, sizes, self.transform_, desc=f"{self.name}: maps")
 
     def calibrate(self, normal_images: ImageInput, fpr: float = 0.05) -> "Detector":
-        """Set ``threshold_`` so that about ``fpr`` of held-out normal images are flagged."""
+        """Set ``threshold_`` from normal images the model never saw (not its training or validation
+        images) so that at most about ``fpr`` of new normal images are flagged.
+
+        Conformal rule: with ``n`` calibration scores the threshold is the ``ceil((n + 1)(1 - fpr))``-th
+        smallest, which keeps the expected false-positive rate at or below ``fpr``. The scores are
+        kept (and saved) for :meth:`p_value`. A set of fewer than ``1/fpr`` images cannot resolve
+        the rate: a :class:`CalibrationWarning` says so and names the finest rate, ``1/(n + 1)``."""
+        from .calibration import conformal_threshold
+
         if not 0.0 < fpr < 1.0:
             raise ValueError(f"fpr must be in (0, 1), got {fpr}")
         s = self.score(normal_images)
-        self.threshold_ = float(np.quantile(s, 1.0 - fpr, method="higher"))
+        self.threshold_, warning = conformal_threshold(s, fpr)
+        if warning:
+            warnings.warn(warning, CalibrationWarning, stacklevel=2)
         self.calibration_fpr_ = fpr
+        self.calibration_scores_ = np.sort(s)
         return self
+
+    def p_value(self, images: ImageInput | None = None, scores: np.ndarray | None = None) -> np.ndarray:
+        """Conformal p-value per image against the calibration scores: ``(1 + #{calibration score >=
+        score}) / (n + 1)``. Small = unlike normal images; for normal images it is uniform on
+        ``{1/(n+1), ..., 1}``. Pass ``images`` or their precomputed ``scores``."""
+        from .calibration import conformal_p_values
+
+        cal = getattr(self, "calibration_scores_", None)
+        if cal is None:
+            raise NotFittedError("no calibration scores: call calibrate(normal_images, fpr=...) first")
+        s = self.score(images) if scores is None else np.asarray(scores, dtype=np.float64)
+        return conformal_p_values(cal, s)
 
     def predict(self, images: ImageInput) -> np.ndarray:
         """1 = novel, 0 = normal, using ``threshold_`` (call ``calibrate`` first)."""
@@ -173,6 +221,13 @@ class Detector:
             "threshold": self.threshold_,
             "meta": self._meta(),
         }
+        transform = getattr(self, "transform_", None)
+        if transform is not None:
+            config["transform"] = transform.to_dict()
+        cal = getattr(self, "calibration_scores_", None)
+        if cal is not None:
+            state[CALIB_KEY] = _as_tensor(np.asarray(cal, dtype=np.float64))
+            config["calibration"] = {"fpr": self.calibration_fpr_, "n": int(len(cal))}
         config = json.loads(json.dumps(config, default=json_default))
         save_file(state, str(wfile), metadata={"config_sha256": _config_hash(config)})
         config["weights_sha256"] = _sha256(wfile)
@@ -195,6 +250,11 @@ class Detector:
             det = klass(**config["params"])
             det.input_shape_ = tuple(config["input_shape"])
             det.threshold_ = config.get("threshold")
+            det.transform_ = as_transform(config.get("transform"))
+            cal = state.pop(CALIB_KEY, None)
+            if cal is not None:
+                det.calibration_scores_ = cal.double().numpy()
+                det.calibration_fpr_ = float((config.get("calibration") or {}).get("fpr", 0.05))
             det._restore(state, config.get("meta") or {})
         except (TypeError, KeyError, ValueError, RuntimeError) as exc:
             if isinstance(exc, ModelFileError):
@@ -242,15 +302,22 @@ class Detector:
         if not getattr(self, "fitted_", False):
             raise NotFittedError(f"this {self.name or type(self).__name__} detector is not fitted; call fit() first")
 
-    def _prepare(self, images: ImageInput) -> torch.Tensor:
+    def _prepare(self, images: ImageInput, with_sizes: bool = False) -> Any:
+        """Images -> model input (the saved transform applied); with ``with_sizes`` also each
+        image's original ``(H, W)``."""
+        from .preprocess import load_transformed
+
         self._check_fitted()
-        x = as_images(images)
+        transform = getattr(self, "transform_", None)
+        x, sizes, _ = load_transformed(images, transform, desc=f"{self.name}: loading")
         if tuple(x.shape[1:]) != tuple(self.input_shape_):
             c, h, w = self.input_shape_
             raise ImageError(
                 f"images have shape (C, H, W) = {tuple(x.shape[1:])} but the model was trained on "
-                f"{(c, h, w)}; " + ("wrong number of channels" if x.shape[1] != c else "resize them first"))
-        return x
+                f"{(c, h, w)}; " + ("wrong number of channels" if x.shape[1] != c else
+                                    "resize them first, or fit with a transform (fit(..., transform='auto'), "
+                                    "CLI --size) so that images of any size are resized"))
+        return (x, sizes) if with_sizes else x
 
 
 def _as_tensor(v: Any) -> torch.Tensor:

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from .detector import resolve_device, seed_everything
+from .progress import bar as progress_bar
+from .progress import progress_enabled
 
 log = logging.getLogger("noveltylab.train")
 
@@ -39,11 +41,7 @@ class History:
 
 
 def _progress_enabled(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    if os.environ.get("NOVELTYLAB_PROGRESS", "").lower() in ("0", "false", "no"):
-        return False
-    return sys.stderr.isatty()
+    return progress_enabled(progress)
 
 
 def _as_batch(data: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -83,8 +81,6 @@ def train_loop(
     ``checkpoint_dir/epoch_XXXX.safetensors`` every ``checkpoint_every``
     epochs (and ``last.safetensors`` at the end) when a folder is given.
     """
-    from tqdm.auto import tqdm
-
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if batch_size < 1:
@@ -98,7 +94,7 @@ def train_loop(
     history = History()
     steps_per_epoch = (n // batch_size) if drop_last and n >= batch_size else math.ceil(n / batch_size)
     show = _progress_enabled(progress)
-    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not show, leave=False, unit="batch")
+    bar = progress_bar(epochs * steps_per_epoch, desc, unit="batch", progress=progress)
     try:
         for epoch in range(epochs):
             for m in modules.values():
@@ -184,8 +180,25 @@ def load_checkpoint(modules: Mapping[str, nn.Module], path: str | os.PathLike) -
 
 @torch.no_grad()
 def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, batch_size: int = 256,
-                device: torch.device | str = "cpu") -> torch.Tensor:
-    """Apply ``fn`` to ``x`` in batches on ``device`` and concatenate the results on the CPU."""
+                device: torch.device | str = "cpu", desc: str = "features",
+                progress: bool | None = None) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` in batches on ``device`` and concatenate the results on the CPU.
+
+    The batch is capped by image size (:func:`noveltylab.preprocess.batch_size_for`), so a
+    224-px run does not hold hundreds of full-size activations at once; progress is shown
+    when there is more than one batch (see :mod:`noveltylab.progress`)."""
+    from .preprocess import batch_size_for
+
     dev = resolve_device(device)
-    outs = [fn(x[i:i + batch_size].to(dev)).detach().cpu() for i in range(0, x.shape[0], batch_size)]
+    if x.ndim == 4:
+        batch_size = batch_size_for(x.shape[1:], batch_size)
+    n_batches = -(-x.shape[0] // batch_size)
+    bar = progress_bar(x.shape[0], desc, unit="img", progress=progress if n_batches > 1 else False)
+    outs = []
+    try:
+        for i in range(0, x.shape[0], batch_size):
+            outs.append(fn(x[i:i + batch_size].to(dev)).detach().cpu())
+            bar.update(outs[-1].shape[0])
+    finally:
+        bar.close()
     return torch.cat(outs)

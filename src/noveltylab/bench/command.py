@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -116,6 +117,29 @@ def make_executor(args: argparse.Namespace) -> Any:
     return SequentialExecutor(threads=args.threads, device=args.device, retries=args.retries)
 
 
+def bench_command(args: argparse.Namespace) -> str:
+    """The ``noveltylab bench`` command line equivalent to ``args`` (only options that differ from the
+    defaults), shell-quoted: what a record stores as its exact command."""
+    parser = argparse.ArgumentParser()
+    add_bench_parser(parser.add_subparsers())
+    sub = parser._subparsers._group_actions[0].choices["bench"]  # type: ignore[union-attr]
+    words = ["noveltylab", "bench", *args.spec]
+    for action in sub._actions:
+        if not action.option_strings or action.dest in ("help",):
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default or value is None:
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(value, bool):
+            words.append(flag)
+        elif isinstance(value, list):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .engine import jobs_for, part_dir, read_part, run_settings, summary_lines
     from .provenance import DirtyTreeError
@@ -134,7 +158,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         for spec, settings in groups:
             summary = run_settings(settings, spec=spec, out_dir=args.out_dir, data_dir=args.data_dir,
-                                   executor=executor, allow_dirty=args.allow_dirty, resume=not args.fresh)
+                                   executor=executor, allow_dirty=args.allow_dirty, resume=not args.fresh,
+                                   command=bench_command(args))
             for line in summary_lines(summary):
                 print(line)
             status = status or (1 if summary.failed else 0)

@@ -18,6 +18,7 @@ import datetime as _dt
 import functools
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -157,7 +158,7 @@ def run_task(job: Job, data_dir: str | None = None, threads: int | None = None, 
 
     return {"schema": SCHEMA, "kind": "part", "key": s.key(), "label": s.label, "task": job.task,
             "name": job.name, "seed": job.seed, "results": results, "commit": provenance.git_commit(),
-            "machine": provenance.machine(dev), "host": provenance.host(), "device": str(dev),
+            "machine": provenance.machine(dev), "host": provenance.host(), "pid": os.getpid(), "device": str(dev),
             "threads": torch.get_num_threads(), "peak_memory_mb": peak_memory_mb(),
             "started": started.isoformat(timespec="seconds"), "seconds": round(time.perf_counter() - t0, 2),
             "command": command}
@@ -199,9 +200,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def records_from_parts(setting: Setting, parts: Sequence[dict[str, Any]], *, failed: Sequence[str] = (),
                        spec: Any = None, command: str = "", allow_dirty: bool = False,
                        executor: str = "sequential", wall_seconds: float | None = None,
-                       default_tasks: set[str] | None = None) -> list[dict[str, Any]]:
-    """One record per record of the setting (the entry and each variant) from its finished parts."""
-    order = {}
+                       default_tasks: set[str] | None = None,
+                       task_order: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One record per record of the setting (the entry and each variant) from its finished parts
+    (tasks in ``task_order``, the setting's own order, then any others in part order)."""
+    order: dict[str, tuple[int, Any]] = {name: (i, None) for i, name in enumerate(dict.fromkeys(task_order))}
     for p in parts:
         order.setdefault(p["name"], (len(order), p["task"]))
     seeds = [s for s in setting.seeds if any(p["seed"] == s for p in parts)]
@@ -381,7 +384,8 @@ def run_settings(settings: Iterable[Setting], *, spec: Any = None, out_dir: str 
         train = _load(s.dataset, "train", data_dir)
         default = {_task_name(t, train.class_names) for t in PROTOCOLS[s.protocol][1](train)}
         for rec in records_from_parts(s, parts, failed=bad, spec=spec, command=command, allow_dirty=allow_dirty,
-                                      executor=executor.name, wall_seconds=wall, default_tasks=default):
+                                      executor=executor.name, wall_seconds=wall, default_tasks=default,
+                                      task_order=[j.name for j in jobs]):
             if out_dir is not None:
                 rec["file"] = str(write_record(rec, out_dir))
             records.append(rec)

@@ -1,0 +1,334 @@
+"""The benchmark engine: specs, part files, resume, retry and failure reports, merging, provenance,
+fit inputs of protocols, and the Ray executor (runs Ray for real when it is installed)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from noveltylab.bench import engine, provenance
+from noveltylab.bench.engine import SequentialExecutor, run_settings
+from noveltylab.bench.runner import run_benchmark
+from noveltylab.bench.spec import SpecError, load_spec, load_specs, parse_spec
+from noveltylab.cli import main
+
+SPEC = """
+[spec]
+paper = "003"
+table = "Table 4"
+title = "test"
+
+[defaults]
+profile = "cpu"
+protocol = "one-class"
+seeds = [0, 1]
+
+[[entry]]
+label = "raw-nn-eed"
+method = "raw-nn"
+dataset = "digits"
+classes = [0, 1, 2]
+row = "raw pixels"
+match = "analogue"
+"""
+
+
+def _write(tmp_path: Path, text: str = SPEC, name: str = "t.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _setting(text: str = SPEC):
+    return parse_spec(text, "t.toml").settings[0]
+
+
+# --- spec parsing ----------------------------------------------------------------
+def test_spec_parses_defaults_lists_and_variants():
+    spec = parse_spec(SPEC.replace('dataset = "digits"', 'dataset = ["digits", "mnist"]') + """
+[[entry.variant]]
+label = "raw-nn-other"
+metric = "f1"
+""", "t.toml")
+    assert (spec.paper, spec.table) == ("003", "Table 4")
+    assert [s.dataset for s in spec.settings] == ["digits", "mnist"]
+    s = spec.settings[0]
+    assert s.seeds == [0, 1] and s.classes == [0, 1, 2] and s.match == "analogue" and s.profile == "cpu"
+    assert s.labels == ["raw-nn-eed", "raw-nn-other"] and s.variants[0].metric == "f1"
+    assert spec.select(["raw-nn-other"], ["mnist"]) == [spec.settings[1]]
+    # the key changes with what changes results, not with notes
+    assert _setting().key() == _setting(SPEC.replace('row = "raw pixels"', 'row = "x"\nnotes = "y"')).key()
+    assert _setting().key() != _setting(SPEC.replace("seeds = [0, 1]", "seeds = [0]")).key()
+    assert _setting().key() != s.key()  # a variant changes what the parts hold
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[[entry]]", "[[entry]]\nepochs = 3"), "unknown key(s) ['epochs']"),
+    (('method = "raw-nn"\n', ""), "missing 'method'"),
+    (("seeds = [0, 1]", "seeds = [0, 0]"), "repeats a seed"),
+    (("seeds = [0, 1]", "seeds = 3"), "'seeds' must be a non-empty list"),
+    (('match = "analogue"', 'match = "close"'), "'match' must be one of"),
+    (("classes = [0, 1, 2]", "classes = []"), "'classes' must be"),
+    (('title = "test"', 'title = "test"\nowner = "x"'), "unknown [spec] key(s) ['owner']"),
+    (('row = "raw pixels"', 'row = "raw pixels"\n[[entry.variant]]\nlabel = "v"'), "a variant needs"),
+    (('[defaults]', '[defaults]\nprofile = "cpu"\nprofile = "x"'), "not valid TOML"),
+])
+def test_spec_errors_name_the_problem(change, message):
+    with pytest.raises(SpecError, match=r"t\.toml.*" + __import__("re").escape(message)):
+        parse_spec(SPEC.replace(*change), "t.toml")
+
+
+def test_spec_without_entries_and_duplicate_records_are_refused(tmp_path):
+    with pytest.raises(SpecError, match="no \\[\\[entry\\]\\] tables"):
+        parse_spec('[spec]\npaper = "1"\n', "t.toml")
+    with pytest.raises(SpecError, match="two entries write the same record raw-nn-eed on digits"):
+        parse_spec(SPEC + SPEC[SPEC.index("[[entry]]"):], "t.toml")
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "absent.toml")
+
+
+def test_bad_method_or_protocol_fails_before_running(tmp_path, capsys):
+    spec = _write(tmp_path, SPEC.replace('method = "raw-nn"', 'method = "nope"'))
+    assert main(["bench", str(spec), "--out-dir", str(tmp_path / "r"), "--allow-dirty",
+                 "--executor", "sequential"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    spec = _write(tmp_path, SPEC.replace('protocol = "one-class"', 'protocol = "sideways"'))
+    assert main(["bench", str(spec), "--out-dir", str(tmp_path / "r"), "--allow-dirty",
+                 "--executor", "sequential"]) == 2
+    assert "unknown protocol 'sideways'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+# --- running, parts, resume, merging -----------------------------------------------
+def test_spec_run_writes_parts_then_one_record_and_resumes(tmp_path, capsys):
+    spec, out = _write(tmp_path), tmp_path / "results"
+    args = ["bench", str(spec), "--out-dir", str(out), "--allow-dirty", "--executor", "sequential"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "6 run, 0 resumed" in text
+    parts = sorted((out / "_parts").rglob("*.json"))
+    assert len(parts) == 6 and all(json.loads(p.read_text())["kind"] == "part" for p in parts)
+    [rec_path] = list(out.glob("*.json"))
+    rec = json.loads(rec_path.read_text())
+    assert rec["label"] == "raw-nn-eed" and rec["tasks"] == ["0", "1", "2"] and rec["seeds"] == [0, 1]
+    assert rec["subset"] is True and rec["failed_tasks"] == [] and rec["allow_dirty"] is True
+    assert rec["paper"] == "003" and rec["paper_table"] == "Table 4" and rec["match"] == "analogue"
+    for key in ("commit", "machine", "device", "threads", "date", "command", "hosts", "executor"):
+        assert rec[key], key
+    assert "bench" in rec["command"] and str(spec) in rec["command"]
+    assert all(len(v) == 2 for e in rec["per_task"] for v in e["metrics"].values())
+    # a rerun resumes: every task is skipped, the record is rebuilt identically from the parts
+    mtimes = [p.stat().st_mtime_ns for p in parts]
+    assert main(args) == 0
+    assert "0 run, 6 resumed" in capsys.readouterr().out
+    assert [p.stat().st_mtime_ns for p in parts] == mtimes
+    again = json.loads(rec_path.read_text())
+    assert again["mean"] == rec["mean"] and again["per_task"] == rec["per_task"]
+    # removing one part reruns exactly that task
+    parts[0].unlink()
+    assert main(args) == 0
+    assert "1 run, 5 resumed" in capsys.readouterr().out
+    # a changed setting does not reuse parts of another one
+    _write(tmp_path, SPEC.replace("seeds = [0, 1]", "seeds = [0]"))
+    assert main(args) == 0
+    assert "3 run, 0 resumed" in capsys.readouterr().out
+
+
+def test_merged_parts_equal_one_in_memory_run(tmp_path):
+    """Parts written by separate runs over disjoint classes merge into the record of one run."""
+    whole = run_settings([_setting()], out_dir=None, progress=False).records[0]
+    out = tmp_path / "r"
+    for classes in ("[0]", "[1, 2]"):
+        s = _setting(SPEC.replace("classes = [0, 1, 2]", f"classes = {classes}"))
+        run_settings([s], out_dir=out, allow_dirty=True, progress=False)
+        # copy the parts into the folder of the three-class setting (same key but for classes)
+    full = _setting()
+    target = engine.part_dir(out, full)
+    target.mkdir(parents=True)
+    for p in (out / "_parts").rglob("*.json"):
+        if p.parent != target:
+            data = json.loads(p.read_text())
+            data["key"] = full.key()
+            (target / p.name).write_text(json.dumps(data))
+    merged = run_settings([full], out_dir=out, allow_dirty=True, progress=False)
+    assert merged.ran == 0 and merged.skipped == 6
+    rec = merged.records[0]
+    assert rec["tasks"] == whole["tasks"]
+    assert rec["mean"]["auroc"] == pytest.approx(whole["mean"]["auroc"])
+    assert rec["mean"]["auroc_std_tasks"] == pytest.approx(whole["mean"]["auroc_std_tasks"])
+    assert rec["mean"]["auroc_std_seeds"] == pytest.approx(whole["mean"]["auroc_std_seeds"])
+
+
+def test_failed_task_is_retried_reported_and_others_kept(tmp_path, monkeypatch, capsys):
+    calls: dict[str, int] = {}
+    real = engine.run_task
+
+    def flaky(job, *a, **k):
+        calls[job.id] = calls.get(job.id, 0) + 1
+        if job.name == "1" and job.seed == 0:
+            raise RuntimeError("boom: simulated crash")
+        if job.name == "2" and calls[job.id] == 1:
+            raise RuntimeError("transient")
+        return real(job, *a, **k)
+
+    monkeypatch.setattr(engine, "run_task", flaky)
+    spec, out = _write(tmp_path), tmp_path / "results"
+    status = main(["bench", str(spec), "--out-dir", str(out), "--allow-dirty", "--executor", "sequential",
+                   "--retries", "2"])
+    assert status == 1
+    text = capsys.readouterr()
+    assert "FAILED raw-nn-eed 1__seed0: RuntimeError: boom: simulated crash" in text.out
+    assert calls["1__seed0"] == 3 and calls["2__seed0"] == 2  # retried; the transient one recovered
+    failed = list((out / "_parts").rglob("*.failed.json"))
+    assert [p.name for p in failed] == ["1__seed0.failed.json"]
+    assert "boom" in json.loads(failed[0].read_text())["error"]
+    [rec] = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert rec["failed_tasks"] == ["1__seed0"] and rec["subset"] is True
+    assert rec["tasks"] == ["0", "1", "2"]  # class 1 still has its seed-1 run
+    # fixed: a rerun only runs the failed task and clears its failure file
+    monkeypatch.setattr(engine, "run_task", real)
+    assert main(["bench", str(spec), "--out-dir", str(out), "--allow-dirty", "--executor", "sequential"]) == 0
+    assert "1 run, 5 resumed from part files, 0 failed" in capsys.readouterr().out
+    assert not list((out / "_parts").rglob("*.failed.json"))
+
+
+def test_scoring_metric_and_protocol_variants(tmp_path):
+    text = """
+[[entry]]
+label = "cae-nn-qed"
+method = "cae-nn"
+dataset = "digits"
+classes = [0, 1]
+params = { epochs = 2 }
+[[entry.variant]]
+label = "cae-nn-eed"
+scoring = { scoring = "nn-eed" }
+[[entry.variant]]
+label = "cae-nn-f1"
+metric = "f1_max"
+[[entry.variant]]
+label = "cae-nn-qed"
+protocol = "outlier-fraction"
+options = { fraction = 0.2 }
+"""
+    spec = parse_spec(text, "v.toml")
+    res = run_settings(spec.settings, spec=spec, out_dir=tmp_path, allow_dirty=True, progress=False)
+    recs = {(r["label"], r["protocol"]): r for r in res.records}
+    assert set(recs) == {("cae-nn-qed", "one-class"), ("cae-nn-eed", "one-class"), ("cae-nn-f1", "one-class"),
+                         ("cae-nn-qed", "outlier-fraction")}
+    base, eed = recs[("cae-nn-qed", "one-class")], recs[("cae-nn-eed", "one-class")]
+    assert eed["config"]["scoring"] == "nn-eed" and base["config"]["scoring"] != "nn-eed"
+    assert eed["derived_from"] == "cae-nn-qed" and "same trained models" in eed["notes"]
+    assert eed["train_seconds_per_task"] == base["train_seconds_per_task"]
+    f1 = recs[("cae-nn-f1", "one-class")]
+    assert f1["mean"]["auroc"] == pytest.approx(base["mean"]["f1_max"])
+    frac = recs[("cae-nn-qed", "outlier-fraction")]
+    assert frac["protocol_options"]["fraction"] == 0.2
+    assert frac["per_task"][0]["n_test"] < base["per_task"][0]["n_test"]
+    assert len(list(tmp_path.glob("*.json"))) == 4
+
+
+def test_variant_errors_are_clear(tmp_path):
+    bad_metric = SPEC + '[[entry.variant]]\nlabel = "x"\nmetric = "auroc_nothing"\n'
+    res = run_settings(parse_spec(bad_metric, "t.toml").settings, out_dir=None, progress=False,
+                       executor=SequentialExecutor(retries=0))
+    assert res.failed and "gives no metric 'auroc_nothing'" in res.failed[0][2]
+    no_rescore = SPEC + '[[entry.variant]]\nlabel = "x"\nscoring = { k = 2 }\n'
+    res = run_settings(parse_spec(no_rescore, "t.toml").settings, out_dir=None, progress=False,
+                       executor=SequentialExecutor(retries=0))
+    assert res.failed and "cannot be re-scored without retraining" in res.failed[0][2]
+
+
+# --- provenance ------------------------------------------------------------------
+def test_dirty_tree_is_refused_unless_allowed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(provenance, "git_commit", lambda cwd=None: "abc1234+dirty")
+    monkeypatch.setattr(provenance, "dirty_files", lambda cwd=None: ["src/noveltylab/knn.py"])
+    spec, out = _write(tmp_path), tmp_path / "results"
+    assert main(["bench", str(spec), "--out-dir", str(out), "--executor", "sequential"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to benchmark a dirty tree (commit abc1234+dirty; uncommitted changes in " \
+           "src/noveltylab/knn.py)" in err and "--allow-dirty" in err
+    assert not out.exists()
+    assert main(["bench", str(spec), "--out-dir", str(out), "--executor", "sequential", "--allow-dirty"]) == 0
+    rec = json.loads(next(out.glob("*.json")).read_text())
+    assert rec["commit"] == "abc1234+dirty" and rec["allow_dirty"] is True
+    monkeypatch.setattr(provenance, "git_commit", lambda cwd=None: "abc1234")
+    assert provenance.require_clean(False) == "abc1234"
+
+
+def test_commit_is_read_from_the_package_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not a git checkout: the commit still comes from the code's checkout
+    assert provenance.git_commit() == provenance.git_commit(provenance.PACKAGE_DIR)
+    assert provenance.git_commit(tmp_path) == "unknown"
+
+
+# --- protocol fit inputs (issue 13 item 7) ------------------------------------------
+def _novel_folder(tmp_path: Path) -> str:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        d = tmp_path / "novel" / split / "blob"
+        d.mkdir(parents=True)
+        for i in range(40):
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(d / f"{i}.png")
+    return f"folder:{tmp_path / 'novel'}"
+
+
+def test_labels_of_the_labeled_protocol_reach_fit_through_the_cli(tmp_path, monkeypatch, capsys):
+    from noveltylab.methods.unode import UNODE
+
+    seen = []
+    real_fit = UNODE.fit
+
+    def spy(self, images, val=None, labels=None):
+        seen.append(None if labels is None else np.asarray(labels))
+        return real_fit(self, images, val, labels=labels)
+
+    monkeypatch.setattr(UNODE, "fit", spy)
+    novel = _novel_folder(tmp_path)
+    out = tmp_path / "results"
+    assert main(["bench", "--method", "unode", "--profile", "test", "--dataset", "digits",
+                 "--protocol", "multiclass-labeled", "--classes", novel, "--param", "aug_weights=rotation:1",
+                 "--out-dir", str(out), "--allow-dirty", "--executor", "sequential"]) == 0
+    assert len(seen) == 1 and seen[0] is not None
+    assert set(np.unique(seen[0])) == set(range(10))  # the ten digit classes of the normal training images
+    # the same protocol with a method whose fit takes no labels is an error, not a silent unlabeled run
+    assert main(["bench", "--method", "raw-nn", "--dataset", "digits", "--protocol", "multiclass-labeled",
+                 "--classes", novel, "--out-dir", str(out), "--allow-dirty", "--executor", "sequential"]) == 1
+    assert "raw-nn.fit takes no 'labels' argument" in capsys.readouterr().out
+
+
+# --- Ray ---------------------------------------------------------------------------
+def test_ray_executor_runs_tasks_as_ray_tasks(tmp_path):
+    ray = pytest.importorskip("ray")
+    from noveltylab.bench.ray_executor import RayExecutor
+
+    ex = RayExecutor(num_cpus=2, threads=1, retries=0)
+    try:
+        res = run_settings([_setting()], out_dir=tmp_path, executor=ex, allow_dirty=True, progress=False)
+        assert ray.is_initialized()
+        hosts_pids = {json.loads(p.read_text())["pid"] for p in (tmp_path / "_parts").rglob("*.json")}
+    finally:
+        ex.shutdown()
+    rec = res.records[0]
+    assert rec["executor"] == "ray" and res.ran == 6 and not res.failed
+    assert len(hosts_pids) >= 1 and all(pid != __import__("os").getpid() for pid in hosts_pids)
+    seq = run_settings([_setting()], out_dir=None, progress=False).records[0]
+    assert rec["mean"]["auroc"] == pytest.approx(seq["mean"]["auroc"])  # same numbers as in-process
+
+
+def test_repository_specs_parse():
+    specs = load_specs(Path(__file__).resolve().parents[1] / "benchmarks" / "specs")
+    for spec in specs:
+        assert spec.settings and spec.paper is not None
+
+
+def test_run_benchmark_flag_form_is_a_one_entry_spec(tmp_path):
+    rec = run_benchmark("raw-nn", "digits", "one-class", classes=[0], out_dir=tmp_path, progress=False,
+                        command="pytest", allow_dirty=True)
+    assert rec["command"] == "pytest" and (tmp_path / "_parts").is_dir()
+    again = run_benchmark("raw-nn", "digits", "one-class", classes=[0], out_dir=tmp_path, progress=False,
+                          command="pytest", allow_dirty=True)
+    assert again["per_task"] == rec["per_task"]
