@@ -19,8 +19,7 @@ image the model cannot take (e.g. wrong size for a model without an input
 transform) 422; each with ``{"detail": "<what is wrong>"}``. Scoring is
 serialised with a lock (one model, CPU threads are the limit anyway).
 """
-from __future__ import annotations
-
+# no ``from __future__ import annotations``: FastAPI reads the endpoint annotations at runtime
 import base64
 import threading
 from typing import Any
