@@ -86,8 +86,12 @@ def test_nt_xent() -> None:
     z = torch.randn(8, 16)
     perfect = torch.cat([z[:4], z[:4]])
     loss_good = nt_xent_with_negatives(perfect, -perfect, 0.5)
-    loss_bad = nt_xent_with_negatives(torch.randn(8, 16), None, 0.5)
+    loss_bad = nt_xent_with_negatives(torch.randn(8, 16), torch.randn(8, 16), 0.5)
     assert loss_good < loss_bad
+    # default = Eq. 9-11: only negatives in the denominator, so other normal views cost nothing
+    # (without negatives the loss is exactly 0); contrast_inliers=True (SimCLR) pushes them apart
+    assert nt_xent_with_negatives(perfect, None, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    assert nt_xent_with_negatives(perfect, None, 0.5, contrast_inliers=True) > 0.1
     strict = nt_xent_with_negatives(perfect, torch.randn(8, 16), 0.5, contrast_inliers=False)
     sup = nt_xent_with_negatives(perfect, torch.randn(8, 16), 0.5, labels=torch.tensor([0, 0, 1, 1]))
     assert torch.isfinite(strict) and torch.isfinite(sup)

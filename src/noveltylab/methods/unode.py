@@ -7,8 +7,9 @@ Training (per batch of normal images x):
   * two SimCLR views of every normal image and of every negative (random resized crop
     0.08-1, flip, colour jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2; kornia);
   * NT-Xent (temperature 0.5): anchors are the normal views, the positive is the other
-    view of the same image, the denominator holds the negatives' views (and, with
-    ``contrast_inliers=True``, SimCLR's other normal views too);
+    view of the same image, the denominator holds the negatives' views only (Eq. 9-11,
+    the default); ``contrast_inliers=True`` also puts SimCLR's other normal views there,
+    which pushes normal images apart (kept as an option; it weakens the similarity score);
   * ``+ lam * cross-entropy`` of a binary head (normal views label 1, negatives 0);
   * network: backbone f -> projection head Linear(d, d)-ReLU-Linear(d, 128) and binary
     head Linear(d, 2).
@@ -130,10 +131,11 @@ class _Heads(nn.Module):
 
 
 def nt_xent_with_negatives(z_pos: torch.Tensor, z_neg: torch.Tensor | None, temperature: float = 0.5,
-                           contrast_inliers: bool = True, labels: torch.Tensor | None = None) -> torch.Tensor:
+                           contrast_inliers: bool = False, labels: torch.Tensor | None = None) -> torch.Tensor:
     """NT-Xent over normal views ``z_pos`` (2B, k: first B = view 1, last B = view 2) with the
     negatives' views ``z_neg`` (2B', k) added to every denominator. ``contrast_inliers=False``
-    keeps only the negatives (and the positives) in the denominator (the paper's Eq. 9-10).
+    (default) keeps only the negatives (and the positives) in the denominator (the paper's
+    Eq. 9-10); ``True`` adds the other normal views as in plain SimCLR.
     ``labels`` (B,) makes same-class normal views extra positives (supervised contrastive)."""
     n2 = z_pos.shape[0]
     B = n2 // 2
@@ -194,7 +196,7 @@ class UNODE(Detector):
                  backbone_input_size: int = 224, trainable_blocks: int = 0, image_size: int = 32,
                  proj_dim: int = 128, epochs: int = 15, batch_size: int = 64, lr: float = 0.1,
                  weight_decay: float = 1e-6, warmup_epochs: int = 2, temperature: float = 0.5, lam: float = 1.0,
-                 loss_terms: str = "both", contrast_inliers: bool = True,
+                 loss_terms: str = "both", contrast_inliers: bool = False,
                  augmentations: str = _DEFAULT_AUGS, aug_weights: str = "auto", max_compose: int | None = None,
                  extractor_weights: str | None = None, extractor_size: int = 224, autoaug_samples: int = 200,
                  tsne_dim: int = 1, divergence: str = "sym-kl", autoaug_temperature: float = 1.0,
