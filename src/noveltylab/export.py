@@ -80,6 +80,16 @@ NOT_EXPORTABLE: dict[str, str] = {
     "dsebm": "not implemented yet: the energy needs the input gradient of the network at scoring time",
     "connective": "not implemented yet: two networks (denoising AE and classifier) and a blur in the score",
     "unode": "not implemented yet: the score mixes a kNN cosine similarity on features with a classifier head",
+    "patchcore": "not implemented yet: the multi-block patch-feature extractor could be exported, with the "
+                 "memory-bank nearest-neighbour search outside",
+    "padim": "not implemented yet: the patch-feature extractor could be exported, with the per-position "
+             "Mahalanobis distance outside",
+    "panda": "not implemented yet: fine-tuned backbone features + kNN, exportable like dn2",
+    "msad": "not implemented yet: fine-tuned backbone features + cosine kNN, exportable like dn2",
+    "gt": "not implemented yet: the score sums the classifier's log-probabilities over geometric transforms "
+          "of each image",
+    "mhrot": "not implemented yet: the score sums the classifier's log-probabilities over geometric transforms "
+             "of each image",
     **{f"nln-{f}{p}": _NLN for f in ("ae", "aae", "vae", "aeres", "aecon") for p in ("", "-patch")},
 }
 
