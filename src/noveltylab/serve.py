@@ -60,7 +60,7 @@ def score_image(det: Detector, data: bytes, heatmap: bool = True, source: str = 
         img = decode_image(data, source)
     except DataFormatError as exc:
         raise _BadRequest(400, f"not a readable image: {exc}") from None
-    x = img[None]
+    x = img[None].copy()  # decoded arrays can be read-only; torch wants a writable one
     try:
         s = float(det.score(x)[0])
         amap = det.anomaly_map(x)[0] if (heatmap and det.localises) else None
