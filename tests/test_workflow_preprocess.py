@@ -84,7 +84,7 @@ def test_transform_validation_messages():
 
 def test_native_size_defaults():
     assert native_size(noveltylab.create("dn2")) == 224          # pretrained backbone: 224 px
-    assert native_size(noveltylab.create("dn2", profile="cpu")) == 64
+    assert native_size(noveltylab.create("dn2", profile="demo")) == 64
     assert native_size(noveltylab.create("raw-nn")) == 32        # no size parameter: 32 px
     assert default_transform(noveltylab.create("dn2")).size == 224
 

@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "of mean AUROC per method and writes result files plus RESULTS.md.")
     p.add_argument("--out", default=DEMO_OUT, help=f"folder for result files and RESULTS.md (default {DEMO_OUT})")
     p.add_argument("--methods", nargs="*", help="only these methods (default: all with a cpu/demo profile)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch/FAISS")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch/FAISS (per worker)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="methods run at once in worker processes of one thread each (default: the CPU cores, "
+                        "at most 4)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("fit", help="train a detector on normal images and save it",
@@ -169,39 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- commands -------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .bench.report import write_report
-    from .bench.runner import run_benchmark, set_threads
-    from .detector import available, get_class
+    from .demo import demo_command
 
-    set_threads(args.threads)
-    names = args.methods or [n for n in available() if {"demo", "cpu"} & set(get_class(n).profiles)]
-    unknown = [n for n in names if n not in available()]
-    if unknown:
-        raise SystemExit(f"error: unknown method(s) {unknown}; available: {available()}")
-    out = Path(args.out)
-    rows = []
-    print(f"noveltylab demo: one-class protocol on the 8x8 digits data (10 classes), {len(names)} methods",
-          flush=True)
-    for name in names:
-        cls = get_class(name)
-        profile = "demo" if "demo" in cls.profiles else "cpu"
-        try:
-            rec = run_benchmark(name, "digits", "one-class", profile=profile, out_dir=out / "results",
-                                notes="noveltylab demo", progress=False, allow_dirty=True)
-        except FileNotFoundError as exc:  # e.g. a pretrained backbone whose weights file is not here
-            print(f"  {name:<22} skipped: {exc}", flush=True)
-            continue
-        m = rec["mean"]
-        rows.append((name, profile, m["auroc"], m.get("auroc_std_tasks", 0.0), rec["train_seconds_per_task"]))
-        print(f"  {name:<22} AUROC {100 * m['auroc']:5.1f} ± {100 * m.get('auroc_std_tasks', 0):4.1f}   "
-              f"({rec['train_seconds_per_task']:.2f} s per class)", flush=True)
-    report = write_report(out / "results", out / "RESULTS.md")
-    print("\n| method | profile | mean AUROC (%) | ± over classes | train s/class |")
-    print("|---|---|---|---|---|")
-    for name, profile, auc, std, secs in sorted(rows, key=lambda r: -r[2]):
-        print(f"| {name} | {profile} | {100 * auc:.1f} | {100 * std:.1f} | {secs:.2f} |")
-    print(f"\nreport written to {report}")
-    return 0
+    return demo_command(args)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
