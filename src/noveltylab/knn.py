@@ -33,6 +33,46 @@ def has_gpu() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
+class _BoundedReader:
+    """FAISS read callback over an in-memory blob that refuses any 8-byte length field claiming more
+    elements than bytes remain, before FAISS allocates a vector of that length."""
+
+    _FAISS_DUMMY = 1 << 20  # IndexFlat writes two placeholder int64 fields of this value
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob, self.pos, self.bad = memoryview(blob), 0, None
+
+    def __call__(self, n: int) -> bytes:
+        if self.bad is not None:
+            return b""
+        remaining = len(self.blob) - self.pos
+        if n == 8 and remaining >= 8:
+            v = int.from_bytes(self.blob[self.pos:self.pos + 8], "little")
+            if remaining - 8 < v < (1 << 40) and v != self._FAISS_DUMMY:
+                self.bad = (self.pos, v)
+                return b""
+        out = bytes(self.blob[self.pos:self.pos + n])
+        self.pos += len(out)
+        return out
+
+
+def read_index_bounded(blob: np.ndarray) -> faiss.Index:
+    """Deserialise a FAISS index from ``blob`` without trusting its length fields: a field claiming
+    more data than the blob holds, or any FAISS read error / MemoryError, is a ``ValueError``."""
+    reader = _BoundedReader(np.ascontiguousarray(blob, dtype=np.uint8).tobytes())
+    try:
+        index = faiss.read_index(faiss.PyCallbackIOReader(reader))
+    except (RuntimeError, MemoryError) as exc:
+        if reader.bad is not None:
+            pos, v = reader.bad
+            raise ValueError(f"corrupt FAISS index data: a length field at byte {pos} claims {v} elements "
+                             f"but the blob has only {len(blob)} bytes") from None
+        raise ValueError(f"corrupt FAISS index data: {(str(exc).splitlines() or [type(exc).__name__])[-1]}") from None
+    if reader.pos != len(blob):
+        raise ValueError(f"corrupt FAISS index data: {len(blob) - reader.pos} unexpected bytes after the index")
+    return index
+
+
 class KNNIndex:
     """k-nearest-neighbour index over float32 vectors.
 
@@ -264,10 +304,7 @@ class KNNIndex:
         """Rebuild an index written by :meth:`to_bytes` (FAISS format: no pickling)."""
         obj = cls(factory=factory, metric=metric, gpu=gpu, nprobe=nprobe)
         obj.dim = int(dim)
-        try:
-            index = faiss.deserialize_index(np.ascontiguousarray(np.asarray(data, dtype=np.uint8)))
-        except RuntimeError as exc:
-            raise ValueError(f"corrupt FAISS index data: {str(exc).splitlines()[-1]}") from None
+        index = read_index_bounded(np.asarray(data, dtype=np.uint8).reshape(-1))
         if index.d != obj._padded_dim:
             raise ValueError(f"stored index has dimension {index.d}, expected {obj._padded_dim}")
         obj.index = obj._maybe_gpu(index)

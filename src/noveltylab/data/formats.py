@@ -20,7 +20,13 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..images import IMAGE_EXTENSIONS
+from ..images import IMAGE_EXTENSIONS, ImageError, is_hidden
+from ..images import decode_image as _decode
+
+# A member whose declared (uncompressed) size exceeds these caps is refused before it is read, so a small
+# archive cannot expand into a huge allocation. Image files vs data-set payloads (CIFAR-100 train: 155 MB).
+MAX_IMAGE_MEMBER_BYTES = 64 * 1024 * 1024
+MAX_DATA_MEMBER_BYTES = 200 * 1024 * 1024
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
@@ -195,37 +201,11 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- image files
 
 def decode_image(data: bytes, source: str, size: tuple[int, int] | None = None, mask: bool = False) -> np.ndarray:
-    """Decode image bytes to uint8 ``(H, W, C)`` (C = 1 for grey, 3 for colour).
-
-    ``size`` is ``(height, width)``: bilinear (antialiased) for images, nearest
-    for masks. ``mask=True`` returns ``(H, W)`` uint8 with 1 where the pixel is
-    set. Raises :class:`DataFormatError` naming ``source`` for unreadable,
-    truncated or unsupported files.
-    """
-    from PIL import Image, UnidentifiedImageError
-
+    """:func:`noveltylab.images.decode_image` (the one decoder), raising :class:`DataFormatError`."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if mask:
-                im = im.convert("L")
-            elif im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-                a = np.asarray(im).astype(np.int64)
-                scale = 257.0 if a.max(initial=0) > 255 else 1.0
-                im = Image.fromarray(np.clip(np.round(a / scale), 0, 255).astype(np.uint8), mode="L")
-            elif im.mode in ("1", "L", "LA", "F"):
-                im = im.convert("L")
-            else:
-                im = im.convert("RGB")
-            if size is not None and im.size != (size[1], size[0]):
-                rs = getattr(Image, "Resampling", Image)  # Pillow < 9.1 has the constants on Image
-                im = im.resize((size[1], size[0]), rs.NEAREST if mask else rs.BILINEAR)
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataFormatError(f"cannot decode image {source}: {exc}") from None
-    if mask:
-        return (arr > 127).astype(np.uint8)
-    return arr[:, :, None] if arr.ndim == 2 else arr
+        return _decode(data, source, size=size, mask=mask)
+    except ImageError as exc:
+        raise DataFormatError(str(exc)) from None
 
 
 def stack_images(arrays: list[np.ndarray], sources: list[str], where: str, channels: int | None = None) -> np.ndarray:
@@ -273,7 +253,14 @@ def is_archive(path: Path) -> bool:
 
 
 def _skip(parts: Sequence[str]) -> bool:
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    return is_hidden(parts)
+
+
+def check_member_size(size: int, cap: int, source: str) -> None:
+    """Refuse an archive member or file whose declared size is over ``cap`` bytes, before reading it."""
+    if size > cap:
+        raise DataFormatError(f"{source}: declares {size / 2**20:.1f} MiB, over the {cap / 2**20:.0f} MiB "
+                              "limit for one member; refusing to read it (corrupt or hostile archive?)")
 
 
 def _is_image(name: str) -> bool:
@@ -289,7 +276,7 @@ def open_image_tree(path: Path) -> Iterator[list[TreeFile]]:
     """
     path = Path(path)
     if path.is_dir():
-        files = [TreeFile(p.relative_to(path).parts, str(p), p.read_bytes)
+        files = [TreeFile(p.relative_to(path).parts, str(p), (lambda p=p: _file_read(p)))
                  for p in path.rglob("*") if p.is_file() and _is_image(p.name)]
         files = [f for f in files if not _skip(f.parts)]
         yield sorted(files, key=lambda f: f.parts)
@@ -315,6 +302,7 @@ def open_image_tree(path: Path) -> Iterator[list[TreeFile]]:
                     parts = tuple(p for p in m.name.split("/") if p and p != ".")
                     if not m.isfile() or not parts or _skip(parts) or not _is_image(parts[-1]):
                         continue
+                    check_member_size(m.size, MAX_IMAGE_MEMBER_BYTES, f"{path}:{m.name}")
                     fh = tf.extractfile(m)
                     data = fh.read() if fh is not None else b""
                     files.append(TreeFile(parts, f"{path}:{m.name}", (lambda d=data: d)))
@@ -325,7 +313,13 @@ def open_image_tree(path: Path) -> Iterator[list[TreeFile]]:
         raise DataFormatError(f"{path}: not a folder or a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")
 
 
+def _file_read(p: Path) -> bytes:
+    check_member_size(p.stat().st_size, MAX_IMAGE_MEMBER_BYTES, str(p))
+    return p.read_bytes()
+
+
 def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    check_member_size(info.file_size, MAX_IMAGE_MEMBER_BYTES, f"{path}:{info.filename}")
     try:
         return zf.read(info)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
@@ -339,6 +333,7 @@ def read_archive_members(path: Path, names: Sequence[str], optional: Sequence[st
         with tarfile.open(path, "r:*") as tf:
             for m in tf:
                 if m.name in want and m.isfile():
+                    check_member_size(m.size, MAX_DATA_MEMBER_BYTES, f"{path}:{m.name}")
                     fh = tf.extractfile(m)
                     out[m.name] = fh.read() if fh is not None else b""
                     if len(out) == len(want):

@@ -155,13 +155,18 @@ def _fraction_task(train: ImageSet, test: ImageSet, task: object, *, fraction: f
     return outlier_fraction(train, test, task, fraction, **kw)  # type: ignore[arg-type]
 
 
+def classes_with_images(train: ImageSet) -> list[int]:
+    """Default tasks: the classes that have training images (MVTec-style sets train only ``good``)."""
+    return [c for c in range(train.num_classes) if np.any(train.labels == c)]
+
+
 # name -> (builder(train, test, task, **kw), default tasks(train) , help)
 PROTOCOLS: dict[str, tuple[Callable[..., Split], Callable[[ImageSet], list], str]] = {
-    "one-class": (_one_class_task, lambda d: list(range(d.num_classes)),
+    "one-class": (_one_class_task, classes_with_images,
                   "each class in turn is normal, all other classes novel (SIMO)"),
-    "leave-one-out": (_loo_task, lambda d: list(range(d.num_classes)),
+    "leave-one-out": (_loo_task, classes_with_images,
                       "each class in turn is novel, all other classes normal (MISO)"),
-    "outlier-fraction": (_fraction_task, lambda d: list(range(d.num_classes)),
+    "outlier-fraction": (_fraction_task, classes_with_images,
                          "one class normal; test set with a fixed fraction of novel images (option fraction=)"),
 }
 
@@ -179,7 +184,7 @@ def make_splits(protocol: str, train: ImageSet, test: ImageSet, tasks: Sequence 
                 **options) -> Iterator[tuple[object, Split]]:
     """Yield ``(task, split)`` for each task (class, or list of classes) of ``protocol``.
 
-    Tasks default to every class. A task may be a list of classes for the
+    Tasks default to every class that has training images. A task may be a list of classes for the
     several-normal-classes setting of ``one-class``.
     """
     if protocol not in PROTOCOLS:
