@@ -408,6 +408,49 @@ def summary_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
+def _identity(label: str, dataset: str, protocol: str, options: dict, profile: Any, seeds: list, classes: Any) -> str:
+    return json.dumps([label, dataset, protocol, options, profile, seeds, classes], sort_keys=True, default=str)
+
+
+def setting_identities(setting: Setting) -> list[tuple[str, dict[str, Any]]]:
+    """(identity, parameters) of each record a setting writes (entry and variants); the identity holds
+    label, data set, protocol, options, profile, seeds and, when given, the classes."""
+    out = [(_identity(setting.label, setting.dataset, setting.protocol, setting.options, setting.profile,
+                      setting.seeds, setting.classes), dict(setting.params))]
+    for v in setting.variants:
+        out.append((_identity(v.label, setting.dataset, v.protocol or setting.protocol,
+                              {**setting.options, **v.options}, setting.profile, setting.seeds, setting.classes),
+                    {**setting.params, **v.scoring}))
+    return out
+
+
+def record_identity(record: dict[str, Any]) -> str:
+    """The identity of a result record, comparable with :func:`setting_identities` (a record of a subset of
+    the classes names its classes)."""
+    classes = [e["task"] for e in record["per_task"]] if record.get("subset") else None
+    return _identity(record["label"], record["dataset"], record["protocol"], record.get("protocol_options") or {},
+                     record.get("profile"), record["seeds"], classes)
+
+
+def _same_params(record: dict[str, Any], params: dict[str, Any]) -> bool:
+    """Whether ``params`` reproduce the record: every override it recorded (the run-level ``device``
+    aside) is in ``params``, and every value of ``params`` is the one its configuration used."""
+    overrides = {k: v for k, v in (record.get("params_overrides") or {}).items() if k != "device"}
+    config = record.get("config") or {}
+    return all(params.get(k) == v for k, v in overrides.items()) and all(
+        config.get(k, v) == v for k, v in params.items())
+
+
+def uncovered_records(records: Iterable[dict[str, Any]], specs: Iterable[Any]) -> list[dict[str, Any]]:
+    """Records that no spec entry (or variant) reproduces: these cannot be regenerated with one command."""
+    known: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        for s in spec.settings:
+            for ident, params in setting_identities(s):
+                known.setdefault(ident, []).append(params)
+    return [r for r in records if not any(_same_params(r, p) for p in known.get(record_identity(r), []))]
+
+
 def setting_dict(setting: Setting) -> dict[str, Any]:
     """A setting as plain data (for logs and remote workers)."""
     return asdict(setting)
