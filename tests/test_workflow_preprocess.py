@@ -133,3 +133,15 @@ def test_transform_config_round_trip(tmp_path):
 def test_batch_size_adapts_to_image_size():
     assert batch_size_for((3, 224, 224), 128) < 32              # 224-px RGB: small batches
     assert batch_size_for((1, 28, 28), 128) == 128              # MNIST: the requested batch
+
+
+def test_python_api_folder_skips_masks(tmp_path):
+    from noveltylab.preprocess import load_transformed
+
+    for i in range(4):
+        Image.fromarray(np.full((12, 12), 100, np.uint8)).save(tmp_path / f"x{i}.png")
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "x0_mask.png")
+    x, sizes, _ = load_transformed(tmp_path, None)
+    assert x.shape == (4, 1, 12, 12) and sizes == [(12, 12)] * 4
+    x, _, t = load_transformed(tmp_path, Transform(8, "pad"))
+    assert x.shape == (4, 1, 8, 8) and t.channels == 1

@@ -14,7 +14,7 @@ import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # Rough relative cost of a demo run (measured on the digits demo); unknown methods count 1.
 _COST = {"unode": 10, "nln-aeres-patch": 9, "nln-aecon-patch": 9, "nln-aae-patch": 5, "fitymi": 4,
@@ -23,10 +23,26 @@ _COST = {"unode": 10, "nln-aeres-patch": 9, "nln-aecon-patch": 9, "nln-aae-patch
 
 def _init_worker(threads: int) -> None:
     from .bench.runner import set_threads
+    from .detector import CalibrationWarning
 
     os.environ.setdefault("NOVELTYLAB_PROGRESS", "0")
-    warnings.filterwarnings("once")  # keyed by message: a per-class repeat prints once
+    warnings.filterwarnings("ignore", category=CalibrationWarning)  # the demo's thresholds are not used
+    warnings.showwarning = _show_once(warnings.showwarning)
     set_threads(threads)
+
+
+def _show_once(show: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``warnings.showwarning`` so that each distinct message prints once per process: the
+    ``"once"`` filter alone is not enough because libraries reset the warning registries."""
+    seen: set[tuple[str, type]] = set()
+
+    def shown(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        key = (str(message), category)
+        if key not in seen:
+            seen.add(key)
+            show(message, category, *args, **kwargs)
+
+    return shown
 
 
 def _one(name: str, out: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ else 1. Decoding (16-bit scaling, EXIF orientation, RGBA -> RGB) is
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from .progress import bar, track
 MODES = ("resize", "centre-crop", "pad")
 _MODE_ALIASES = {"center-crop": "centre-crop", "crop": "centre-crop", "centre_crop": "centre-crop",
                  "center_crop": "centre-crop"}
+log = logging.getLogger("noveltylab.preprocess")
 DEFAULT_SIZE = 32          # methods without a size parameter: the 28-32 px scale their papers use
 PRETRAINED_SIZE = 224      # pretrained backbones (ImageNet resolution)
 # float32 pixels one model batch may hold (16 MiB of input): 224-px RGB -> 27 images, 64-px RGB -> 341
@@ -152,18 +154,24 @@ def default_transform(det: Any, mode: str = "resize", channels: int | None = Non
 # --- loading raw images ---------------------------------------------------------------
 
 
+def folder_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files of a folder as :func:`noveltylab.ingest.scan_folder` keeps them (mask files and
+    hidden folders skipped; what was skipped is logged)."""
+    from .ingest import scan_folder
+
+    scan = scan_folder(folder)
+    if not scan.files:
+        raise ImageError(f"no image files found in folder {folder}")
+    if any(scan.skipped.get(k) for k in ("mask files", "hidden files/folders")):
+        log.info(scan.summary())
+    return scan.files
+
+
 def _items(images: ImageInput) -> list[Any] | None:
     """The images as a list of single items (paths or arrays) when they may differ in size, else None."""
-    from .images import list_image_files
-
     if isinstance(images, (str, os.PathLike)):
         p = Path(images)
-        if p.is_dir():
-            files = list_image_files(p)
-            if not files:
-                raise ImageError(f"no image files found in folder {p}")
-            return list(files)
-        return [p]
+        return folder_files(p) if p.is_dir() else [p]
     if isinstance(images, (list, tuple)):
         if not images:
             raise ImageError("empty input (0 images)")
@@ -216,7 +224,7 @@ def load_transformed(images: ImageInput, transform: Transform | None, *, desc: s
     """
     items = _items(images)
     if items is None or transform is None:
-        x = as_images(images)
+        x = as_images(items if isinstance(images, (str, os.PathLike)) else images)
         sizes = [(int(x.shape[-2]), int(x.shape[-1]))] * x.shape[0]
         if transform is not None:
             if transform.channels is None:
