@@ -183,7 +183,7 @@ def _pixel_metrics(maps: list[np.ndarray], masks: list[np.ndarray]) -> dict[str,
     thr = metrics.pixel_roc_threshold(g, a)
     out["iou_oracle"] = metrics.iou_at(g, a, thr)
     out["iou_oracle_threshold"] = thr
-    pro = getattr(metrics, "pro_auc", None) or getattr(metrics, "aupro", None)
+    pro = getattr(metrics, "pro_score", None)  # PRO to FPR 0.3 (MVTec AD), where metrics.py has it
     if pro is not None and len({m.shape for m in maps}) == 1:
         try:
             out["pro"] = float(pro(np.stack(masks), np.stack(maps)))
