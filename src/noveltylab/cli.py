@@ -6,10 +6,12 @@ import csv
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
 from .progress import track
+from .safeio import atomic_open
 from .ingest import scan_folder
 from .workflow import (SCORE_HEADER, add_calibrate_parser, add_fit_arguments, add_import_parser,
                        add_ingest_arguments, chunks_of, score_rows)
@@ -44,7 +46,9 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .cli_checks import OneLineParser
+
+    parser = OneLineParser(
         prog="noveltylab",
         description="Image novelty detection: train on normal images only, then score new images "
                     "(higher = more novel).")
@@ -68,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "name (then --normal-class picks the normal class(es) of its training split) "
                                    "or a folder of normal images (mask files and hidden folders skipped, counts "
                                    "printed). Images of any size are resized by the input transform (--size, "
-                                   "--resize-mode, --channels), which is saved with the model. Of a folder, 10 %% "
-                                   "is held out for validation and 20 %% (or --calib DIR) for a conformal "
+                                   "--resize-mode, --channels), which is saved with the model. Of a folder, 10 % "
+                                   "is held out for validation and 20 % (or --calib DIR) for a conformal "
                                    "threshold at --fpr that the model never trained on.")
     p.add_argument("--method", default=None,
                    help="registered method (see `noveltylab methods`); default: patchcore when available, "
@@ -81,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate for the threshold")
     p.add_argument("--max-train", type=int, default=None, help="cap on training images (seeded, stratified)")
     p.add_argument("-o", "--output", required=True, help="model folder to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace -o when it already holds another model or an unrelated config.json")
     add_fit_arguments(p)
     _add_common(p)
     p.set_defaults(func=cmd_fit)
@@ -208,9 +214,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --maps: method {det.name!r} does not localise (no anomaly maps); "
                          "localising methods are marked [localises] in `noveltylab methods`")
     used_names: set[str] = set()
-    out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
-    try:
-        writer = csv.writer(out)
+    with (nullcontext(sys.stdout) if args.output == "-" else atomic_open(args.output, "w", newline="")) as out:
+        writer = csv.writer(out)  # a file appears only when every row is written (temporary file + rename)
         writer.writerow(SCORE_HEADER)
         for chunk in track(chunks_of(files, args.batch_size), "scoring", unit="batch"):
             writer.writerows(score_rows(det, chunk))
@@ -218,10 +223,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                 from .overlay import save_overlays
 
                 save_overlays(det, chunk, args.maps, used_names)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-            print(f"{len(files)} scores written to {args.output}", file=sys.stderr)
+    if args.output != "-":
+        print(f"{len(files)} scores written to {args.output}", file=sys.stderr)
     if args.maps:
         print(f"{len(files)} heat-map overlays written to {args.maps}", file=sys.stderr)
     return 0
@@ -314,16 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    from .data.sources import DatasetNotFoundError
-    from .detector import ModelFileError, NotFittedError
-    from .images import ImageError
+    from .cli_checks import run_command
 
-    try:
-        return int(args.func(args) or 0)
-    except (DatasetNotFoundError, ModelFileError, NotFittedError, ImageError, KeyError, ValueError, TypeError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+    return run_command(args.func, args)  # user errors: one line on stderr, exit status 2
 
 
 if __name__ == "__main__":

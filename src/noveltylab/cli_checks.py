@@ -100,11 +100,6 @@ def check_args(args: argparse.Namespace) -> None:
             raise ArgumentError(f"results folder {results} holds no result files (*.json)")
         if getattr(args, "output", None):
             check_output_file(args.output)
-    for name in ("model",):
-        v = getattr(args, name, None)
-        if isinstance(v, str) and cmd in ("score", "evaluate", "serve", "calibrate", "export") \
-                and not Path(v).is_dir():
-            raise ArgumentError(f"model folder {v} does not exist (write one with `noveltylab fit`)")
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:

@@ -7,7 +7,10 @@ style); everything learned lives in attributes ending with ``_``.
 Saved models are a folder with ``config.json`` (method, hyperparameters,
 JSON metadata, SHA-256 of the weights) and ``weights.safetensors`` (every
 tensor, including FAISS indexes serialised to bytes). Loading never unpickles
-anything, refuses a folder written by another method and detects tampering.
+anything, refuses a folder written by another method, checks the config's types
+and ranges and the stored tensors against it, and detects accidental corruption
+with the SHA-256 checksums. The checksums are not keyed: they do not detect
+deliberate tampering, so load models only from sources you trust.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ class CalibrationWarning(UserWarning):
 
 
 CALIB_KEY = "__calibration_scores__"
+MIN_CALIBRATION_IMAGES = 2
 
 
 def seed_everything(seed: int) -> None:
@@ -63,7 +67,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-class Detector:
+class _ValidatedInit(type):
+    """Metaclass: every detector's constructor arguments are validated right after ``__init__``
+    (:func:`noveltylab.validation.validate_params`), also when a saved model is loaded."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        from .validation import validate_params
+
+        obj = super().__call__(*args, **kwargs)
+        validate_params(obj)
+        return obj
+
+
+class Detector(metaclass=_ValidatedInit):
     """Base class: subclasses implement ``_fit`` and ``_score`` (and optionally
     ``_anomaly_map``, ``_state``/``_restore``, ``_meta``).
 
@@ -173,9 +189,13 @@ class Detector:
         the rate: a :class:`CalibrationWarning` says so and names the finest rate, ``1/(n + 1)``."""
         from .calibration import conformal_threshold
 
-        if not 0.0 < fpr < 1.0:
-            raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+        from .validation import check_fpr
+
+        fpr = check_fpr(fpr)
         s = self.score(normal_images)
+        if len(s) < MIN_CALIBRATION_IMAGES:
+            raise ValueError(f"calibrate needs at least {MIN_CALIBRATION_IMAGES} held-out normal images, "
+                             f"got {len(s)}")
         self.threshold_, warning = conformal_threshold(s, fpr)
         if warning:
             warnings.warn(warning, CalibrationWarning, stacklevel=2)
@@ -203,13 +223,16 @@ class Detector:
         return (self.score(images) > self.threshold_).astype(np.int64)
 
     # --- persistence -------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``weights.safetensors`` into folder ``path``."""
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``config.json`` + ``weights.safetensors`` into folder ``path`` (each file written
+        atomically). A folder holding another model or an unrelated ``config.json`` is only
+        replaced with ``overwrite=True``."""
         from safetensors.torch import save_file
 
+        from .safeio import atomic_path
+
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        path = _model_dir_for_writing(Path(path), self.name, overwrite)
         state = {k: _as_tensor(v) for k, v in self._state().items()}
         wfile = path / "weights.safetensors"
         config = {
@@ -229,9 +252,10 @@ class Detector:
             state[CALIB_KEY] = _as_tensor(np.asarray(cal, dtype=np.float64))
             config["calibration"] = {"fpr": self.calibration_fpr_, "n": int(len(cal))}
         config = json.loads(json.dumps(config, default=json_default))
-        save_file(state, str(wfile), metadata={"config_sha256": _config_hash(config)})
-        config["weights_sha256"] = _sha256(wfile)
-        (path / "config.json").write_text(json.dumps(config, indent=2))
+        with atomic_path(wfile) as tmp_w, atomic_path(path / "config.json") as tmp_c:
+            save_file(state, str(tmp_w), metadata={"config_sha256": _config_hash(config)})
+            config["weights_sha256"] = _sha256(tmp_w)
+            tmp_c.write_text(json.dumps(config, indent=2))
         return path
 
     @classmethod
@@ -256,7 +280,8 @@ class Detector:
                 det.calibration_scores_ = cal.double().numpy()
                 det.calibration_fpr_ = float((config.get("calibration") or {}).get("fpr", 0.05))
             det._restore(state, config.get("meta") or {})
-        except (TypeError, KeyError, ValueError, RuntimeError) as exc:
+            det._check_restored()
+        except (TypeError, KeyError, ValueError, RuntimeError, AssertionError, IndexError, MemoryError) as exc:
             if isinstance(exc, ModelFileError):
                 raise
             raise ModelFileError(f"{path}: saved model does not fit method {method!r}: {exc}") from None
@@ -264,6 +289,20 @@ class Detector:
         return det
 
     # --- hooks for subclasses --------------------------------------------
+    def _validate_params(self) -> None:
+        """Method-specific checks of the constructor arguments (run at construction, after the
+        generic rules of :mod:`noveltylab.validation`); raise ValueError naming the parameter."""
+
+    def _check_restored(self) -> None:
+        """After load: score two blank images of ``input_shape_`` so that stored tensors that do not
+        fit the config (a forged or mismatched ``input_shape``) fail here, not as garbage scores."""
+        blank = torch.zeros((2, *self.input_shape_), dtype=torch.float32)
+        with torch.no_grad():
+            s = np.asarray(self._score(blank), dtype=np.float64).reshape(-1)
+        if s.shape[0] != 2:
+            raise ValueError(f"the stored model produced {s.shape[0]} scores for 2 images of shape "
+                             f"{self.input_shape_}")
+
     def _check_input(self, x: torch.Tensor) -> None:
         """Raise ImageError if ``x`` (first seen in fit) cannot be used by this method."""
 
@@ -357,17 +396,23 @@ def _read_model_dir(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     cfile, wfile = path / "config.json", path / "weights.safetensors"
     if not cfile.is_file() or not wfile.is_file():
         raise ModelFileError(f"{path} is not a saved noveltylab model (needs config.json and weights.safetensors)")
+    from .validation import check_model_config, parse_model_config
+
     try:
-        config = json.loads(cfile.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{cfile} is not valid JSON (corrupted or tampered): {exc}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        config = parse_model_config(cfile.read_text())
+    except (ValueError, OSError) as exc:  # incl. UnicodeDecodeError
+        raise ModelFileError(f"{cfile} is not a valid model config (corrupted or modified): {exc}") from None
+    if config.get("format") != FORMAT:
         raise ModelFileError(f"{cfile} is not a noveltylab model config")
     if config.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{cfile}: unsupported format version {config.get('format_version')}")
+        raise ModelFileError(f"{cfile}: unsupported format version {str(config.get('format_version'))[:40]}")
+    try:
+        check_model_config(config)
+    except ValueError as exc:
+        raise ModelFileError(f"{cfile}: {exc}") from None
     if _sha256(wfile) != config.get("weights_sha256"):
         raise ModelFileError(f"{wfile} does not match the checksum in config.json: the file was modified "
-                             "or corrupted (tampered)")
+                             "or corrupted")
     try:
         state = load_file(str(wfile))
         with safe_open(str(wfile), framework="pt") as f:
@@ -376,8 +421,34 @@ def _read_model_dir(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise ModelFileError(f"cannot read {wfile}: {exc}") from None
     if stored != _config_hash(config):
         raise ModelFileError(f"{cfile} does not match the model it was saved with: the config was modified "
-                             "(tampered) or belongs to another weights file")
+                             "or belongs to another weights file")
     return config, state
+
+
+def _model_dir_for_writing(path: Path, method: str, overwrite: bool) -> Path:
+    """Create ``path`` for :meth:`Detector.save`; refuse (without ``overwrite``) a folder whose
+    ``config.json`` / weights belong to another method's model or to something else entirely."""
+    from .safeio import OutputPathError, check_output_dir
+    from .validation import parse_model_config
+
+    try:
+        check_output_dir(path)
+        path.mkdir(parents=True, exist_ok=True)
+    except (OutputPathError, OSError) as exc:
+        raise ModelFileError(f"cannot write model folder {path}: {exc}") from None
+    cfile, wfile = path / "config.json", path / "weights.safetensors"
+    if overwrite or not (cfile.exists() or wfile.exists()):
+        return path
+    try:
+        old = parse_model_config(cfile.read_text())
+    except (ValueError, OSError):
+        old = {}
+    if old.get("format") == FORMAT and old.get("method") == method:
+        return path  # re-saving the same method's model
+    what = (f"a saved {old['method']!r} model" if old.get("format") == FORMAT and isinstance(old.get("method"), str)
+            else "a config.json or weights file that is not this method's model")
+    raise ModelFileError(f"{path} already holds {what}; choose another folder or pass overwrite=True "
+                         "(CLI: --overwrite) to replace it")
 
 
 # --- registry ------------------------------------------------------------------

@@ -146,7 +146,7 @@ def fit_command(args: argparse.Namespace) -> int:
     else:
         say("no calibration images (folder too small): no threshold; run `noveltylab calibrate MODEL DIR` "
             "with held-out normal images")
-    path = det.save(args.output)
+    path = det.save(args.output, overwrite=getattr(args, "overwrite", False))
     print(f"model saved to {path}")
     return 0
 
