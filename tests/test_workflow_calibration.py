@@ -77,3 +77,13 @@ def test_p_value_needs_calibration():
     det = noveltylab.create("raw-nn").fit(x[:20])
     with pytest.raises(noveltylab.NotFittedError, match="no calibration scores"):
         det.p_value(x[:3])
+
+
+@pytest.mark.parametrize("n,fpr", [(99, 0.05), (57, 0.1), (500, 0.01), (10, 0.05)])
+def test_decision_equals_p_value_rule(n, fpr):
+    rng = np.random.default_rng(n)
+    cal, new = rng.normal(size=n), rng.normal(size=4000)
+    t, warn = conformal_threshold(cal, fpr)
+    p = conformal_p_values(cal, new)
+    level = fpr if warn is None else 1 / (n + 1)      # too small a set: flagged only beyond every score
+    np.testing.assert_array_equal(new > t, p <= level + 1e-12)

@@ -273,7 +273,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .bench.report import write_report
     from .evaluate import EVAL_FILE
 
     if (Path(args.results_dir) / EVAL_FILE).is_file():  # an evaluation folder: HTML report (issue 15)
@@ -281,8 +280,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         print(f"report written to {write_html_report(args.results_dir, args.output)}")
         return 0
+    from .bench.tables import write_all  # RESULTS.md + the READMEs' generated tables (issue 16)
+
     out = args.output or str(Path(args.results_dir).parent / "RESULTS.md")
-    print(f"report written to {write_report(args.results_dir, out)}")
+    for path in write_all(args.results_dir, out):
+        print(f"report written to {path}")
     return 0
 
 
