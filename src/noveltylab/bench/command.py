@@ -75,6 +75,8 @@ def add_bench_parser(sub: Any) -> None:
     p.add_argument("--allow-dirty", action="store_true",
                    help="run from a tree with uncommitted changes (recorded as such in every result)")
     p.add_argument("--dry-run", action="store_true", help="list the tasks and which are done; run nothing")
+    p.add_argument("--to-spec", nargs="+", metavar="RECORD", default=None,
+                   help="print the [[entry]] tables that reproduce these result files (to paste into a spec)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -144,6 +146,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .engine import jobs_for, part_dir, read_part, run_settings, summary_lines
     from .provenance import DirtyTreeError
 
+    if args.to_spec:
+        from .spec import entry_toml
+
+        for path in args.to_spec:
+            print(entry_toml(json.loads(open(path).read())))
+        return 0
     groups = _settings(args)
     if args.dry_run:
         for spec, settings in groups:

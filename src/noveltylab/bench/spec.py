@@ -259,3 +259,33 @@ def load_specs(folder: str | Path = "benchmarks/specs") -> list[Spec]:
     """Every ``*.toml`` spec under ``folder`` (sorted by name); an absent folder gives none."""
     root = Path(folder)
     return [load_spec(p) for p in sorted(root.glob("*.toml"))] if root.is_dir() else []
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k) if not k.replace('_', '').replace('-', '').isalnum() else k} = "
+                                f"{_toml_value(x)}" for k, x in v.items()) + " }"
+    raise SpecError(f"cannot write {v!r} ({type(v).__name__}) into a spec")
+
+
+def entry_toml(record: dict[str, Any]) -> str:
+    """The ``[[entry]]`` that reproduces a result record's setting (for ``noveltylab bench --to-spec``)."""
+    params = {k: v for k, v in (record.get("params_overrides") or {}).items() if k != "device"}
+    fields: dict[str, Any] = {"label": record["label"], "method": record["method"], "dataset": record["dataset"],
+                              "protocol": record["protocol"], "profile": record.get("profile") or "none"}
+    if params:
+        fields["params"] = params
+    if record.get("protocol_options"):
+        fields["options"] = record["protocol_options"]
+    if record.get("subset"):
+        fields["classes"] = [e["task"] for e in record["per_task"]]
+    fields["seeds"] = record["seeds"]
+    return "[[entry]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in fields.items())

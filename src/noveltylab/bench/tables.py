@@ -1,0 +1,180 @@
+"""Tables in README files generated from the result records (never typed by hand).
+
+A README marks a table with a start marker that says what to show, and an end marker::
+
+    <!-- table:unode:start labels="unode*" protocols="one-class near-nd" -->
+    ...generated...
+    <!-- table:unode:end -->
+
+``labels`` are shell-style label patterns (default ``*``), ``protocols`` an
+optional filter, ``kind`` the table: ``records`` (default: one row per record
+with paper number, extra AUROCs, cost and per-class AUROCs), ``nln`` (NLN vs
+plain scoring of the same models, and the studies), ``headline`` (one row per
+paper and method: the widest record with a paper number). ``noveltylab report``
+rewrites every marked table under the project's README.md and method READMEs.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from .report import _paper_ref, analogue_reasons, paper_numbers, paper_value
+
+START = re.compile(r"<!-- table:(?P<name>[\w-]+):start(?P<attrs>[^>]*?)-->")
+EXTRA_SKIP = {"auroc", "aupr", "f1", "f1_max", "fpr95"}
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{100 * v:.1f}"
+
+
+def _select(records: list[dict[str, Any]], labels: list[str], protocols: list[str]) -> list[dict[str, Any]]:
+    rows = [r for r in records if any(fnmatch.fnmatch(r["label"], p) for p in labels)
+            and (not protocols or r["protocol"] in protocols)]
+    return sorted(rows, key=lambda r: (r["dataset"], r["protocol"], r["label"], str(r.get("profile"))))
+
+
+def records_table(records: list[dict[str, Any]]) -> str:
+    """One row per record: setting, AUROC beside the paper's, F1, extra AUROCs, cost, per-task AUROCs."""
+    refs = paper_numbers()
+    out = ["| data set | protocol | label | profile | tasks | max train | AUROC | paper | F1 | F1-max | other AUROCs "
+           "| train s/task | score img/s | per task |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        m = r.get("mean", {})
+        ref = _paper_ref(refs, r)
+        extra = ", ".join(f"{k.replace('auroc_', '').replace('_auroc', '')} {_pct(v)}" for k, v in sorted(m.items())
+                          if "auroc" in k and k not in EXTRA_SKIP and not k.endswith(("_std_tasks", "_std_seeds")))
+        per = ", ".join(f"{e['name']}: {_pct(e['mean']['auroc'])}" for e in r["per_task"] if "mean" in e)
+        tasks = f"{len(r['tasks'])}{' (subset)' if r.get('subset') else ''}"
+        opts = r.get("protocol_options") or {}
+        proto = r["protocol"] + "".join(f" {k}={v}" for k, v in sorted(opts.items()) if k != "max_train")
+        out.append(f"| {r['dataset']} | {proto} | {r['label']} | {r.get('profile')} | {tasks} "
+                   f"| {opts.get('max_train') or 'all'} | {_pct(m.get('auroc'))} | {ref['value'] if ref else ''} "
+                   f"| {_pct(m.get('f1'))} | {_pct(m.get('f1_max'))} | {extra} "
+                   f"| {r.get('train_seconds_per_task') or 0:.0f} | {r.get('score_images_per_s') or 0:.0f} | {per} |")
+    return "\n".join(out)
+
+
+def _task_key(r: dict[str, Any]) -> str:
+    return ",".join(sorted(r["tasks"]))
+
+
+def nln_table(records: list[dict[str, Any]]) -> str:
+    """NLN AUROC beside the plain score of the same trained models (``<label>-plain``), the relative gain
+    and the paper's numbers; then the studies (ablation terms, K and latent-size sweeps)."""
+    refs = paper_numbers()
+    index = {(r["label"], r["dataset"], r["protocol"], r.get("profile"), _task_key(r)): r for r in records}
+    rows = ["| data set | protocol | model | profile (device) | tasks | NLN AUROC | plain AUROC | NLN gain | "
+            "paper (label: value) | train s/task | score img/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    studies = ["| data set | protocol | variant | profile | tasks | AUROC | paper |", "|---|---|---|---|---|---|---|"]
+    natural = lambda r: (r["dataset"], r["protocol"],  # noqa: E731  (K2 before K10)
+                         re.sub(r"\d+", lambda m: m.group().zfill(4), r["label"]), str(r.get("profile")))
+    for r in sorted(records, key=natural):
+        tasks = f"{len(r['tasks'])}{' (' + _task_key(r) + ')' if r.get('subset') else ''}"
+        if re.fullmatch(r"nln-(ae|aae|vae|aeres|aecon)", r["label"]):
+            plain = index.get((f"{r['label']}-plain", r["dataset"], r["protocol"], r.get("profile"), _task_key(r)))
+            a, b = r["mean"].get("auroc"), plain["mean"].get("auroc") if plain else None
+            gain = f"{100 * (a - b) / b:+.1f}%" if a is not None and b else "-"
+            paper = [f"{lab}: {v:.1f}" for lab in (r["label"], f"{r['label']}-plain")
+                     if (v := paper_value(refs, {**r, "label": lab})) is not None]
+            rows.append(f"| {r['dataset']} | {r['protocol']} | {r['label']} | {r.get('profile')} "
+                        f"({r.get('device', 'cpu')}) | {tasks} | {_pct(a)} | {_pct(b)} | {gain} "
+                        f"| {'; '.join(paper) or '-'} | {r.get('train_seconds_per_task') or 0:.0f} "
+                        f"| {r.get('score_images_per_s') or 0:.0f} |")
+        elif re.search(r"-(abl-\w+|k\d+|L\d+)$", r["label"]):
+            ref = paper_value(refs, r)
+            studies.append(f"| {r['dataset']} | {r['protocol']} | {r['label']} | {r.get('profile')} | {tasks} "
+                           f"| {_pct(r['mean'].get('auroc'))} | {'-' if ref is None else f'{ref:.1f}'} |")
+    out = "\n".join(rows)
+    if len(studies) > 2:
+        out += "\n\nStudies (same trained models, scoring variants; L sweeps retrain):\n\n" + "\n".join(studies)
+    return out
+
+
+def headline_table(records: list[dict[str, Any]]) -> str:
+    """One row per paper and method: its record with a paper number covering the most classes x seeds
+    (complete runs first, then the paper profile)."""
+    refs = paper_numbers()
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        if paper_value(refs, r) is None or r.get("profile") == "demo":
+            continue
+        paper = (_paper_ref(refs, r) or {}).get("source", "").split(" ")[0]
+        key = (paper, r["method"])
+        rank = (not r.get("subset"), not analogue_reasons(r), r.get("profile") == "paper",
+                len(r["tasks"]) * len(r["seeds"]), r["label"] == r["method"])
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, r)  # type: ignore[assignment]
+    out = ["| paper | method | setting | paper AUROC | ours | Δ / analogue |", "|---|---|---|---|---|---|"]
+    for (paper, method), (_, r) in sorted(best.items()):  # type: ignore[misc]
+        p = paper_value(refs, r)
+        reasons = analogue_reasons(r)
+        ours = 100 * r["mean"]["auroc"]
+        opts = {k: v for k, v in (r.get("protocol_options") or {}).items() if k not in ("max_train", "test_every")}
+        setting = f"{r['label']}, {r['dataset']}, {r['protocol']}" + "".join(f", {k}={v}" for k, v in opts.items()) \
+            + f", {r.get('profile')} profile"
+        delta = f"{ours - p:+.1f}" if not reasons else "analogue: " + "; ".join(reasons)
+        out.append(f"| {paper} | `{method}` | {setting} | {p:.1f} | {ours:.1f} | {delta} |")
+    return "\n".join(out)
+
+
+KINDS = {"records": records_table, "nln": nln_table, "headline": headline_table}
+
+
+def _attrs(text: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="([^"]*)"', text))
+
+
+def render_block(records: list[dict[str, Any]], attrs: dict[str, str]) -> str:
+    """The table a start marker's attributes ask for."""
+    kind = attrs.get("kind", "records")
+    if kind not in KINDS:
+        raise ValueError(f"table kind {kind!r} unknown; kinds: {', '.join(KINDS)}")
+    rows = _select(records, shlex.split(attrs.get("labels", "*")), shlex.split(attrs.get("protocols", "")))
+    return KINDS[kind](rows)
+
+
+def update_file(path: str | Path, records: list[dict[str, Any]]) -> int:
+    """Rewrite every marked table in ``path``; returns how many (0: file left untouched)."""
+    path = Path(path)
+    text = path.read_text()
+    count = 0
+
+    def replace(m: re.Match) -> str:
+        nonlocal count
+        end = f"<!-- table:{m.group('name')}:end -->"
+        count += 1
+        return f"{m.group('start')}\n{render_block(records, _attrs(m.group('attrs')))}\n{end}"
+
+    pattern = re.compile(f"(?P<start>{START.pattern})" + r".*?<!-- table:(?P=name):end -->", re.S)
+    new = pattern.sub(replace, text)
+    if new != text:
+        path.write_text(new)
+    return count
+
+
+def readme_files(project_root: str | Path) -> list[Path]:
+    """README.md and every Markdown file under src/noveltylab/methods of a project checkout."""
+    root = Path(project_root)
+    files = [root / "README.md"] + sorted((root / "src" / "noveltylab" / "methods").rglob("*.md"))
+    return [f for f in files if f.is_file()]
+
+
+def update_readmes(project_root: str | Path, records: list[dict[str, Any]]) -> list[Path]:
+    """Regenerate the marked tables of every README of the project; the files that had tables."""
+    return [f for f in readme_files(project_root) if update_file(f, records)]
+
+
+def write_all(results_dir: str | Path, out: str | Path) -> list[Path]:
+    """RESULTS.md (``out``) and, when ``results_dir`` is a project's ``benchmarks/results``, the marked
+    tables of that project's READMEs, all from the same records; the files written."""
+    from .report import load_results, write_report
+
+    written = [write_report(results_dir, out)]
+    root = Path(results_dir).resolve().parent.parent
+    if (root / "src" / "noveltylab").is_dir() and (root / "README.md").is_file():
+        written += update_readmes(root, load_results(results_dir)[0])
+    return written
