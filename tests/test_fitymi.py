@@ -354,3 +354,33 @@ def test_bottom1_and_per_class_auroc():
     per = per_class_auroc(scores, labels, classes)
     assert per[5] == 1.0 and per[7] < 0.5
     assert bottom1(scores, labels, classes) == (7, per[7])
+
+
+def test_relative_fid_rule_fires_and_is_recorded(digits):
+    """The relative rule sits between the real-vs-real floor and the untrained generator's FID
+    (same extractor, same sizes) and stops the generator before its epoch cap."""
+    from noveltylab.generative.fid import PAPER_FID_FRACTION, relative_fid_target
+
+    assert 0.06 < PAPER_FID_FRACTION < 0.11
+    rng = np.random.default_rng(0)
+    a, b, noise = rng.normal(size=(200, 4)), rng.normal(size=(50, 4)), rng.normal(3.0, 2.0, size=(50, 4))
+    info = relative_fid_target(a, b, noise, 0.5)
+    assert info["floor"] < info["target"] < info["ceiling"]
+    assert info["target"] == pytest.approx(info["floor"] + 0.5 * (info["ceiling"] - info["floor"]))
+    with pytest.raises(ValueError, match="fraction"):
+        relative_fid_target(a, b, noise, 1.5)
+    xtr, _, _ = _oc(*digits)
+    kw = dict(profile="test", fid_extractor="pixels", fid_target=40.0, fid_rule="relative", fid_fraction=0.9,
+              gen_epochs=12, gen_check_every=1, fid_samples=24, gen_lr=5e-3)
+    det = nl.create("fitymi", **kw).fit(xtr[:100], val=xtr[100:])
+    info = det.fid_rule_info_
+    assert info["rule"] == "relative" and info["floor"] < info["target"] < info["ceiling"]
+    assert info["stopped_early"] and det.gen_stop_epoch_ < 12
+    assert det.gen_checks_[-1]["fid"] <= info["target"] < min(c["fid"] for c in det.gen_checks_[:-1] or [{"fid": np.inf}])
+    # the absolute rule takes fid_target as it is (here one no check reaches: runs to the cap)
+    det2 = nl.create("fitymi", **{**kw, "fid_rule": "absolute", "fid_target": 1e-9, "gen_epochs": 3}).fit(
+        xtr[:100], val=xtr[100:])
+    assert det2.gen_stop_epoch_ == 3 and det2.fid_rule_info_["target"] == 1e-9
+    assert not det2.fid_rule_info_["stopped_early"]
+    with pytest.raises(ValueError, match="fid_rule"):
+        nl.create("fitymi", profile="test", fid_rule="inception").fit(xtr)

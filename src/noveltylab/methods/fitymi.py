@@ -2,8 +2,12 @@
 
 1. Train a score-based generative model (Song et al.'s SDE; VP or VE) on the
    normal images only and stop it early, when the FID between its samples and
-   real normal images first reaches ``fid_target`` (paper: ~40 at low
-   resolution). Its samples - imperfect, near-distribution images - are the
+   real normal images first reaches the target (paper: Inception-FID ~40 at low
+   resolution). ``fid_rule="relative"`` (default) transfers that target to our
+   extractor and sample size: ``floor + fid_fraction * (ceiling - floor)`` with the
+   real-vs-real floor and the untrained generator's ceiling measured the same way
+   as the checks (fraction 0.082 derived from the Inception scale, see
+   :mod:`noveltylab.generative.fid`); ``"absolute"`` stops at ``fid_target`` as is. Its samples - imperfect, near-distribution images - are the
    fake anomalies (``n_fakes``; paper: as many as normal training images).
 2. Fine-tune a pretrained backbone with a zero-initialised 2-way linear head
    on normal (0) vs fake (1) with cross-entropy; the first half of the blocks
@@ -40,6 +44,9 @@ from ..images import ImageError, as_images
 from ..knn import KNNIndex
 from ..train import map_batches, train_loop
 from .dn2 import Backbone, FeatureScaler, check_backbone_params, resolve_weights
+
+
+FID_RULES = ("relative", "absolute")
 
 
 @register
@@ -83,7 +90,8 @@ class FITYMI(Detector):
                  sde: str = "vp", gen_size: int = 32, gen_width: int = 32, gen_levels: int = 3,
                  gen_res_blocks: int = 1, gen_epochs: int = 100, gen_check_every: int = 10,
                  gen_lr: float = 2e-4, gen_batch_size: int = 64, gen_max_images: int | None = None,
-                 fid_extractor: str = "mobilenet_v2", fid_target: float | None = 40.0, fid_samples: int = 200,
+                 fid_extractor: str = "mobilenet_v2", fid_rule: str = "relative", fid_fraction: float | None = None,
+                 fid_target: float | None = 40.0, fid_samples: int = 200,
                  sample_steps: int = 100, corrector_steps: int = 0, n_fakes: int | None = None,
                  ft_epochs: int = 30, ft_lr: float = 4e-4, ft_weight_decay: float = 5e-5,
                  ft_momentum: float = 0.0, ft_batch_size: int = 16, augment: bool = True,
@@ -106,6 +114,8 @@ class FITYMI(Detector):
         self.gen_batch_size = gen_batch_size
         self.gen_max_images = gen_max_images
         self.fid_extractor = fid_extractor
+        self.fid_rule = fid_rule
+        self.fid_fraction = fid_fraction
         self.fid_target = fid_target
         self.fid_samples = fid_samples
         self.sample_steps = sample_steps
@@ -147,6 +157,10 @@ class FITYMI(Detector):
             raise ValueError(f"n_fakes must be >= 1 or None, got {self.n_fakes}")
         if self.gen_max_images is not None and int(self.gen_max_images) < 2:
             raise ValueError(f"gen_max_images must be >= 2 or None, got {self.gen_max_images}")
+        if self.fid_rule not in FID_RULES:
+            raise ValueError(f"fid_rule must be one of {FID_RULES}, got {self.fid_rule!r}")
+        if self.fid_fraction is not None and not 0.0 < float(self.fid_fraction) < 1.0:
+            raise ValueError(f"fid_fraction must be in (0, 1) or None, got {self.fid_fraction!r}")
         if self.fid_extractor not in ("mobilenet_v2", "pixels"):
             raise ValueError(f"fid_extractor must be 'mobilenet_v2' or 'pixels', got {self.fid_extractor!r}")
         if self.ft_lr <= 0 or self.gen_lr <= 0:
@@ -183,15 +197,44 @@ class FITYMI(Detector):
         mults = tuple([1] + [2] * (self.gen_levels - 1))
         gen = ScoreModel(x.shape[1], self.gen_size, self.sde, self.gen_width, mults, self.gen_res_blocks,
                          self.gen_lr, self.gen_batch_size, self.seed, self.device_)
+        target = self.fid_target
+        self.fid_rule_info_: dict[str, Any] = {"rule": self.fid_rule}
+        if self.fid_rule == "relative" and self.fid_target is not None:
+            self.fid_rule_info_.update(self._relative_target(gen, x, real, val is None or len(val) < 2, ext, g))
+            target = self.fid_rule_info_["target"]
+        else:
+            self.fid_rule_info_["target"] = target
         gen.fit_early_stopped(xg, real, ext, max_epochs=self.gen_epochs, check_every=self.gen_check_every,
-                              fid_target=self.fid_target, fid_samples=self.fid_samples,
+                              fid_target=target, fid_samples=self.fid_samples,
                               sample_steps=self.sample_steps, keep_states=False)
         self.gen_checks_ = [{"epoch": c.epoch, "fid": c.fid, "loss": c.loss} for c in gen.checkpoints_]
         self.gen_stop_epoch_ = gen.stop_epoch_
+        self.fid_rule_info_["stopped_early"] = bool(self.gen_stop_epoch_ is not None
+                                                    and self.gen_stop_epoch_ < self.gen_epochs)
         self.generator_ = gen
         n = int(self.n_fakes) if self.n_fakes is not None else len(x)
         return gen.sample(n, steps=self.sample_steps, corrector_steps=self.corrector_steps,
                           seed=self.seed + 1, out_size=tuple(x.shape[-2:]))
+
+    def _relative_target(self, gen: Any, x: torch.Tensor, real: torch.Tensor, real_is_train: bool, ext: Any,
+                         g: torch.Generator) -> dict[str, float]:
+        """Anchors of the relative FID rule, measured with the checks' extractor and sizes: the
+        real-vs-real floor (``fid_samples`` normal images not in ``real`` against ``real``) and
+        the untrained generator's ceiling (:func:`~noveltylab.generative.fid.relative_fid_target`)."""
+        from ..generative.fid import PAPER_FID_FRACTION, relative_fid_target
+
+        n = int(self.fid_samples)
+        if real_is_train:  # no validation set: split the normal images into two disjoint halves
+            perm = torch.randperm(len(x), generator=g)
+            half = len(x) // 2
+            real, other = x[perm[:half]], x[perm[half:]][:n]
+        else:
+            other = x[torch.randperm(len(x), generator=g)[:n]]
+        noise = gen.sample(n, steps=self.sample_steps, seed=self.seed + 10_000)
+        frac = PAPER_FID_FRACTION if self.fid_fraction is None else float(self.fid_fraction)
+        info = relative_fid_target(ext(real), ext(other), ext(noise), frac)
+        info["samples"] = n
+        return info
 
     # -- fine-tuning ---------------------------------------------------------------------------
     def _build(self, path: str | None) -> Backbone:
@@ -256,6 +299,7 @@ class FITYMI(Detector):
                                  f"{tuple(x.shape[1:])}")
             fakes = given
             self.gen_checks_, self.gen_stop_epoch_ = [], None
+            self.fid_rule_info_ = {"rule": "given fakes (no generator)"}
         else:
             fakes = self._generate(x, val)
         self.fakes_ = fakes
@@ -293,7 +337,8 @@ class FITYMI(Detector):
 
     def _meta(self) -> dict[str, Any]:
         return {**self.index_.state("knn")[1], "gen_checks": self.gen_checks_,
-                "gen_stop_epoch": self.gen_stop_epoch_, "ft_collapsed": bool(self.ft_collapsed_)}
+                "gen_stop_epoch": self.gen_stop_epoch_, "ft_collapsed": bool(self.ft_collapsed_),
+                "fid_rule_info": getattr(self, "fid_rule_info_", None)}
 
     def _restore(self, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.net_ = self._build(None)
@@ -308,6 +353,7 @@ class FITYMI(Detector):
         self.gen_checks_ = meta.get("gen_checks", [])
         self.gen_stop_epoch_ = meta.get("gen_stop_epoch")
         self.ft_collapsed_ = bool(meta.get("ft_collapsed", False))
+        self.fid_rule_info_ = meta.get("fid_rule_info")
 
 
 def _collapsed(feats: np.ndarray, tol: float = 1e-6) -> bool:
