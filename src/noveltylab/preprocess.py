@@ -180,12 +180,17 @@ def _items(images: ImageInput) -> list[Any] | None:
 
 
 def _one(item: Any) -> torch.Tensor:
+    """One image (a file, or an ``(H, W)`` / ``(H, W, C)`` / ``(C, H, W)`` array) -> ``(1, C, H, W)``."""
     if isinstance(item, (str, os.PathLike)):
-        arr = np.asarray(read_image(item))
-        return as_images((arr if arr.flags.writeable else arr.copy())[None], name=str(item))
-    t = as_images(np.asarray(item)[None] if isinstance(item, np.ndarray) and item.ndim in (2, 3)
-                  else item, name="image")
-    return t
+        arr = read_image(item)  # read-only from PIL: copied so torch does not warn about it
+        return as_images(arr if arr.flags.writeable else arr.copy(), name=str(item), layout="HWC")
+    arr = item if isinstance(item, (np.ndarray, torch.Tensor)) else np.asarray(item)
+    if arr.ndim == 2:
+        return as_images(arr, name="image", layout="HW")
+    if arr.ndim == 3:
+        chw = arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4)
+        return as_images(arr, name="image", layout="CHW" if chw else "HWC")
+    return as_images(arr, name="image")
 
 
 def mixed_sizes(images: ImageInput) -> bool:
