@@ -75,7 +75,7 @@ class _ValidatedInit(type):
         from .validation import validate_params
 
         obj = super().__call__(*args, **kwargs)
-        validate_params(obj)
+        validate_params(obj, args, kwargs)
         return obj
 
 

@@ -124,12 +124,13 @@ def decode_image(data: bytes, source: str, size: tuple[int, int] | None = None, 
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def read_file_bytes(path: str | os.PathLike, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes:
+def read_file_bytes(path: str | os.PathLike, limit: int | None = None) -> bytes:
     """The bytes of one image file, refusing files larger than ``limit`` before reading them."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image file not found: {path}")
     n = path.stat().st_size
+    limit = MAX_IMAGE_FILE_BYTES if limit is None else limit
     if n > limit:
         raise ImageError(f"image file {path} is {n / 2**20:.1f} MiB; files over {limit / 2**20:.0f} MiB are refused")
     try:

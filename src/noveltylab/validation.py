@@ -66,7 +66,10 @@ def _kinds(annotation: Any) -> tuple[set[str], bool]:
     """({"int", "float", "bool", "str"} subset, None allowed) from a string or typing annotation."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     parts = {p.strip() for p in re.split(r"[|,\[\]]", text.replace("Optional", "")) if p.strip()}
-    return parts & {"int", "float", "bool", "str"}, "None" in parts or "Optional" in text
+    kinds = parts & {"int", "float", "bool", "str"}
+    if parts & {"Sequence", "list", "tuple"}:
+        kinds.add("seq")
+    return kinds, "None" in parts or "Optional" in text
 
 
 def is_int(v: Any) -> bool:
@@ -156,8 +159,10 @@ def check_param(name: str, v: Any, annotation: Any, owner: str = "") -> None:
         return check_int(name, v, lo, INT_MAX.get(name), owner)
     if "float" in kinds and is_real(v):
         return check_real(name, v, _range_for(name), owner)
+    if "seq" in kinds and isinstance(v, (list, tuple)):
+        return None
     words = {"int": "an integer", "float": "a number", "str": "a string", "bool": "True or False",
-             "None": "None"}
+             "None": "None", "seq": "a list"}
     want = " or ".join(words[k] for k in sorted(kinds | ({"None"} if optional else set())))
     raise TypeError(f"{owner + ': ' if owner else ''}{name} must be {want}, got {v!r} ({type(v).__name__})")
 
@@ -165,16 +170,22 @@ def check_param(name: str, v: Any, annotation: Any, owner: str = "") -> None:
 LEGACY_HOOKS = ("_validate", "_check_params", "_check_head")
 
 
-def validate_params(det: Any) -> None:
-    """Check every constructor argument of ``det`` (a Detector), then the method's own checks."""
+def validate_params(det: Any, args: tuple = (), kwargs: dict | None = None) -> None:
+    """Check every constructor argument of ``det`` (a Detector) as it was passed (``args`` /
+    ``kwargs``, defaults filled in; the stored attribute when not given), then the method's own checks."""
     cls = type(det)
     owner = getattr(cls, "name", "") or cls.__name__
     init = next(k.__init__ for k in cls.__mro__ if "__init__" in vars(k))
     sig = inspect.signature(init)
+    try:
+        passed = sig.bind_partial(det, *args, **(kwargs or {})).arguments
+    except TypeError:
+        passed = {}
     for p in list(sig.parameters.values())[1:]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        check_param(p.name, getattr(det, p.name, p.default), p.annotation, owner)
+        value = passed[p.name] if p.name in passed else getattr(det, p.name, p.default)
+        check_param(p.name, value, p.annotation, owner)
     det._validate_params()
     for hook in LEGACY_HOOKS:
         fn = getattr(det, hook, None)

@@ -202,6 +202,9 @@ class DN2(Detector):
         self.index = index
         self.batch_size = batch_size
 
+    def _validate_params(self) -> None:
+        check_backbone_params(self.backbone, self.input_size, self.k, self.agg, self.batch_size)
+
     def _check_input(self, x: torch.Tensor) -> None:
         check_backbone_params(self.backbone, self.input_size, self.k, self.agg, self.batch_size)
         if x.shape[0] < self.k:
