@@ -126,6 +126,7 @@ def main() -> int:
     url = args.url
     if args.model:
         proc, url = start_server(args.model, args.threads, args.max_bytes)
+    load_before = os.getloadavg()
     try:
         health = httpx.get(url + "/health", timeout=10).json()
         run(url, bodies, args.warmup, 1, not args.no_heatmap)
@@ -138,7 +139,8 @@ def main() -> int:
 
     record = {"kind": "service-load-test", "command": shlex.join([Path(sys.executable).name, *sys.argv]),
               "git_commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                          "load_average_1min_before": load_before[0], "load_average_1min_after": os.getloadavg()[0]},
               "server": {"url": url, "started_here": proc is not None,
                          "torch_threads": args.threads if proc is not None else None, **health},
               "images": {"folder": args.images, "files": len(files),
