@@ -1,5 +1,11 @@
 """FITYMI / DN2 benchmark driver (paper 002): the standard runner plus near-ND extras.
 
+Kept as a script (the plain one-class and near-ND rows are entries of
+``benchmarks/specs/p002_fitymi.toml`` and ``p002_near_nd.toml``) because its extras are
+FITYMI-specific code rather than settings: the k sweep from one pass of the backbone's
+private feature function, the generator's FID / stop-epoch diagnostics, the fraction of
+test images called fake, and PNG grids / image folders of the fakes.
+
 Runs ``noveltylab.bench.runner.run_benchmark`` and adds, per task:
 
 * on ``one-class`` runs, from the same test scores (no extra scoring):

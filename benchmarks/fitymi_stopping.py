@@ -13,6 +13,9 @@ samples the fakes, fine-tunes a fresh FITYMI backbone on them
 Also records DN2 (the same backbone without fine-tuning) as the "before" row,
 the k-sweep of the last stopping point, and a PNG grid of fakes per check.
 Writes ``benchmarks/results/fitymi-stopping__<dataset>__<class>.json``.
+
+A script, not a spec: the study trains one generator and fine-tunes a detector from
+each of its saved checkpoints, which no (class, seed) task of the engine expresses.
 """
 from __future__ import annotations
 

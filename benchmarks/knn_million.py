@@ -1,5 +1,8 @@
 """Benchmark noveltylab.knn.KNNIndex on a million stored vectors.
 
+A script, not a spec: it measures the index on synthetic vectors (no detector, data set or
+protocol), which is code rather than a benchmark setting.
+
 Builds an exact ``Flat`` index and product-quantized ones (by default the
 fast-scan ``PQ32x4fs``, plain ``PQ32x4`` and ``IVF1024,PQ32x4fs``) over ``--n``
 seeded vectors from a structured Gaussian mixture (``--d`` dimensions), then

@@ -1,9 +1,16 @@
 """Quantization study of paper 003 (Fig. 2): AUROC and search time of NN-QED for
 m in {1, 2, 4, 8, 16, 32, 64, 128} sub-quantizers x c in {1..8} bits, against
 exact search (NN-EED), on saved Inception-CAE representations, so the networks
-are trained once (by ``benchmarks/cae_scores.py --features DIR``).
+are trained once: ``--from-spec SPEC --label LABEL`` trains the spec entry's network per class and
+seed (the bench engine's splits and settings) and saves the representations into ``--features``
+first, unless they are already there.
 
-  python benchmarks/quantization_study.py --features /path/feats --dataset fashion-mnist
+This stays a script because the study is code, not a setting: it sweeps 72 FAISS product
+quantizers over fixed representations and times their search.
+
+  python benchmarks/quantization_study.py --features /path/feats --dataset fashion-mnist \
+      --from-spec benchmarks/specs/p003_cae.toml --label inception-cae-nn-qed --max-train 600 \
+      --data-dir ../shared/data
 
 For every class file ``inception-cae__<dataset>__<class>__seed<s>.npz`` (train /
 test representations + test labels) it builds each PQ index on the training
@@ -51,6 +58,32 @@ def run(files: list[Path], factory: str, repeats: int) -> tuple[float, float, fl
     return float(np.mean(aucs)), secs, cpus, nbytes
 
 
+def save_features(spec_path: str, label: str, dataset: str, method: str, max_train: int | None, features: Path,
+                  data_dir: str | None) -> None:
+    """Train the spec entry ``label`` on ``dataset`` (with that training cap) per task and seed; save the
+    train/test/val representations."""
+    from noveltylab.bench.engine import jobs_for, make_split
+    from noveltylab.bench.runner import _slug
+    from noveltylab.bench.spec import load_spec
+    from noveltylab.detector import create
+
+    match = [s for s in load_spec(spec_path).select([label], [dataset])
+             if s.label == label and s.method == method and s.options.get("max_train") == max_train]
+    if not match:
+        sys.exit(f"{spec_path}: no {method} entry labelled {label} on {dataset} with max_train {max_train}")
+    setting = match[0]
+    features.mkdir(parents=True, exist_ok=True)
+    for job in jobs_for(setting, data_dir):
+        path = features / f"{method}__{dataset}__{_slug(job.name)}__seed{job.seed}.npz"
+        if path.exists():
+            continue
+        split = make_split(setting, job.task, job.seed, data_dir)
+        det = create(method, profile=setting.profile, **{**setting.params, "seed": job.seed}).fit(split.train, split.val)
+        np.savez(path, train=det.embed(split.train), test=det.embed(split.test), val=det.embed(split.val),
+                 test_labels=split.test_labels)
+        print(f"features {path}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", required=True)
@@ -58,8 +91,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--method", default="inception-cae")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out-dir", default="benchmarks/results")
+    ap.add_argument("--from-spec", default=None, help="train the representations from this spec's entry first")
+    ap.add_argument("--label", default="inception-cae-nn-qed", help="the spec entry (with --from-spec)")
+    ap.add_argument("--max-train", type=int, default=600, help="the entry's training cap (with --from-spec)")
+    ap.add_argument("--data-dir", default=None)
     a = ap.parse_args(argv)
     set_threads(1)
+    if a.from_spec:
+        save_features(a.from_spec, a.label, a.dataset, a.method, a.max_train, Path(a.features), a.data_dir)
     files = sorted(Path(a.features).glob(f"{a.method}__{a.dataset}__*.npz"))
     if not files:
         sys.exit(f"no feature files {a.method}__{a.dataset}__*.npz in {a.features}")
