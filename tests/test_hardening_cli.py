@@ -188,26 +188,16 @@ def test_entry_point_exit_status_and_single_line(tmp_path):
 
 
 def test_bench_on_mvtec_layout_runs_the_good_task(tmp_path, capsys):
+    from eval_fixtures import mvtec_folder
+
     from noveltylab.data.protocols import PROTOCOLS
     from noveltylab.data.sources import load_mvtec
 
-    root = tmp_path / "bottle"
-    rng = np.random.default_rng(0)
-    for split, cls, n in [("train", "good", 10), ("test", "good", 3), ("test", "crack", 3)]:
-        (root / split / cls).mkdir(parents=True)
-        for i in range(n):
-            a = (rng.random((16, 16)) * 60).astype(np.uint8)
-            if cls != "good":
-                a[4:10, 4:10] = 250
-                (root / "ground_truth" / cls).mkdir(parents=True, exist_ok=True)
-                m = np.zeros((16, 16), np.uint8)
-                m[4:10, 4:10] = 255
-                Image.fromarray(m).save(root / "ground_truth" / cls / f"{i:03d}_mask.png")
-            Image.fromarray(a).save(root / split / cls / f"{i:03d}.png")
+    root = mvtec_folder(tmp_path / "bottle", n_train=10, n_good=4, n_bad=4)
     train = load_mvtec(str(root), "train")
     assert PROTOCOLS["one-class"][1](train) == [train.class_names.index("good")]
     out = tmp_path / "results"
     assert main(["bench", "--method", "raw-nn", "--dataset", f"mvtec:{root}", "--out-dir", str(out),
                  "--allow-dirty", "--executor", "sequential"]) == 0
     rec = json.loads(next(out.glob("*.json")).read_text())
-    assert rec["tasks"] == ["good"] and rec["mean"]["auroc"] == 1.0
+    assert rec["tasks"] == ["good"] and rec["subset"] is False and 0.5 < rec["mean"]["auroc"] <= 1.0

@@ -89,6 +89,10 @@ def check_args(args: argparse.Namespace) -> None:
 
         resolve_device(device)  # e.g. cuda requested without a GPU
     if cmd == "fit":
+        data = str(getattr(args, "data", "") or "")
+        if ":" not in data and ("/" in data or data.startswith(".")) and not Path(data).exists():
+            raise ArgumentError(f"--data {data}: no such folder (give a folder of normal images or a data set "
+                                "name; see `noveltylab datasets`)")
         _model_folder_target(args)
     elif cmd in ("score",) and getattr(args, "output", "-") not in (None, "-"):
         check_output_file(args.output)

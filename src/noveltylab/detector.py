@@ -39,7 +39,7 @@ class NotFittedError(RuntimeError):
 
 
 class ModelFileError(ValueError):
-    """Raised for a model folder that is missing, from another method, or tampered with."""
+    """Raised for a model folder that is missing, from another method, corrupt or inconsistent."""
 
 
 class CalibrationWarning(UserWarning):
