@@ -339,8 +339,9 @@ def to_uint8_nhwc(x: torch.Tensor) -> np.ndarray:
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad H and W (centred) up to the next multiple, e.g. 28x28 -> 32x32 for ``multiple=8``."""
     h, w = x.shape[-2:]
-    H = -(-h // multiple) * multiple
-    W = -(-w // multiple) * multiple
+    # ceil division without negative operands: ONNX integer division truncates, so the exported graph pads right
+    H = (h + multiple - 1) // multiple * multiple
+    W = (w + multiple - 1) // multiple * multiple
     if (H, W) == (h, w):
         return x
     top, left = (H - h) // 2, (W - w) // 2
