@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import noveltylab
 from noveltylab.data import PROTOCOLS, load_dataset, make_splits, one_class
@@ -139,6 +140,13 @@ def test_unode_pretrained_resnet_backbone(tmp_path: Path) -> None:
     det.fit(tr[:60])
     assert torch.equal(det.backbone_.net.conv1.weight, m.conv1.weight)  # frozen stem kept the file's weights
     assert not torch.equal(det.backbone_.net.layer4[1].conv2.weight, m.layer4[1].conv2.weight)
+    # frozen stages keep their BatchNorm running statistics too; the trained stage's change
+    assert torch.equal(det.backbone_.net.bn1.running_mean, m.bn1.running_mean)
+    assert torch.equal(det.backbone_.net.layer3[0].bn1.running_var, m.layer3[0].bn1.running_var)
+    assert not torch.equal(det.backbone_.net.layer4[0].bn1.running_mean, m.layer4[0].bn1.running_mean)
+    d = det.diagnostics()
+    assert d["aug_weights_source"] == "uniform" and d["collapsed"] is False and d["fallback"] is None
+    assert sum(d["aug_weights"].values()) == pytest.approx(1.0)
     det.save(tmp_path / "m")
     assert np.allclose(noveltylab.load(tmp_path / "m").score(te[:20]), det.score(te[:20]), atol=1e-5)
 
@@ -285,3 +293,22 @@ def test_multiclass_real_data() -> None:
     (task, sp), = list(make_splits("multiclass-unlabeled", tr, te, ["mnist"], data_dir=DATA, max_train=100,
                                    max_novel=50))
     assert task == "mnist" and sp.test.shape[1:] == (28, 28, 1) and sp.test_labels.sum() == 50
+
+
+def test_freeze_pins_eval_mode_and_guard_detects_collapse() -> None:
+    from noveltylab.methods.guards import features_collapsed
+    from noveltylab.nets.freeze import freeze, is_frozen
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)))
+    freeze(net[2])
+    net.train()
+    assert net[1].training and not net[2].training and not net[2][1].training and is_frozen(net[2])
+    before = net[2][1].running_mean.clone()
+    net(torch.randn(4, 1, 8, 8) * 5 + 3)
+    assert torch.equal(net[2][1].running_mean, before) and not torch.equal(net[1].running_mean, torch.zeros(4))
+    assert all(not p.requires_grad for p in net[2].parameters())
+    rng = np.random.default_rng(0)
+    assert not features_collapsed(rng.normal(size=(20, 5)) * 1e-3)  # small is not collapsed
+    assert features_collapsed(np.ones((20, 5)))
+    assert features_collapsed(np.full((20, 5), np.nan))
+    assert features_collapsed(np.zeros((20, 5)))

@@ -43,6 +43,7 @@ from ..detector import Detector, load_module_state, module_state, register
 from ..images import ImageError, as_images
 from ..knn import KNNIndex
 from ..train import map_batches, train_loop
+from .guards import features_collapsed
 from .dn2 import Backbone, FeatureScaler, check_backbone_params, resolve_weights
 
 
@@ -306,7 +307,7 @@ class FITYMI(Detector):
         self.net_ = self._build(self._weights_path)
         self._finetune(x, fakes)
         feats = self._features(x)
-        self.ft_collapsed_ = _collapsed(feats)
+        self.ft_collapsed_ = features_collapsed(feats)
         if self.ft_collapsed_:
             # every normal image maps to (nearly) the same feature: kNN scores would be constant, so
             # keep the pretrained features (= DN2) and say so, rather than return meaningless scores
@@ -321,6 +322,15 @@ class FITYMI(Detector):
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         return self.index_.score(self.scaler_.transform(self._features(x)), k=self.k, agg=self.agg)  # type: ignore[arg-type]
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What a benchmark record keeps about this fit: the generator's FID per check, its stop
+        epoch and stopping rule, and whether the fine-tuning collapsed (then the model scores
+        with the pretrained features, i.e. it is DN2, and ``fallback`` says so)."""
+        self._check_fitted()
+        return {"gen_checks": list(self.gen_checks_), "gen_stop_epoch": self.gen_stop_epoch_,
+                "fid_rule": getattr(self, "fid_rule_info_", None), "ft_collapsed": bool(self.ft_collapsed_),
+                "fallback": "pretrained features (dn2)" if self.ft_collapsed_ else None}
 
     def fake_probability(self, images: Any) -> np.ndarray:
         """The fine-tuning head's P(fake | image) (diagnostic; not the novelty score)."""
@@ -354,16 +364,6 @@ class FITYMI(Detector):
         self.gen_stop_epoch_ = meta.get("gen_stop_epoch")
         self.ft_collapsed_ = bool(meta.get("ft_collapsed", False))
         self.fid_rule_info_ = meta.get("fid_rule_info")
-
-
-def _collapsed(feats: np.ndarray, tol: float = 1e-6) -> bool:
-    """Whether features are non-finite or (nearly) identical for every image."""
-    if not np.isfinite(feats).all():
-        return True
-    scale = float(np.abs(feats).max()) if feats.size else 0.0
-    if scale == 0.0:
-        return True
-    return len(feats) > 1 and float(feats.std(0).max()) <= tol * scale  # relative: random nets have tiny features
 
 
 def _update(opt: torch.optim.Optimizer, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

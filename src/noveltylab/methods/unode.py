@@ -62,6 +62,8 @@ from ..detector import Detector, load_module_state, module_state, register
 from ..images import ImageInput, as_images, match_channels, resize
 from ..knn import KNNIndex
 from ..train import map_batches, train_loop
+from ..nets.freeze import freeze
+from .guards import features_collapsed
 from .autoaugood import DIVERGENCES, NegativeSampler, autoaugood_weights, parse_weights
 
 BACKBONES = ("resnet18-cifar", "resnet18", "resnet50", "wide_resnet50_2", "mobilenet_v2")
@@ -373,8 +375,7 @@ class UNODE(Detector):
             if self.trainable_blocks > 0:
                 stages = self.backbone_.stages()
                 for st in stages[: max(0, len(stages) - self.trainable_blocks)]:
-                    for p in st.parameters():
-                        p.requires_grad_(False)
+                    freeze(st)  # weights and BatchNorm running statistics stay pretrained
         params = [p for p in list(self.backbone_.parameters()) + list(self.heads_.parameters()) if p.requires_grad]
         opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
         sampler = NegativeSampler(self.weights_, aux=aux, max_compose=self.max_compose, seed=self.seed) \
@@ -433,6 +434,12 @@ class UNODE(Detector):
         self.heads_.eval()
         self.head_trained_ = bool(use_ce)
         z, p = self._embed(xm, views=1)
+        self.collapsed_ = features_collapsed(z)
+        if self.collapsed_:
+            warnings.warn("unode: training collapsed the projections (constant or non-finite for every normal "
+                          "image), so the similarity score is meaningless; a lower lr or more negatives may help. "
+                          "The model is kept and marked collapsed_=True (benchmark records exclude it from means).",
+                          RuntimeWarning, stacklevel=3)
         self.index_ = KNNIndex("Flat", metric="cosine", gpu="auto", seed=self.seed).fit(z)
         if len(z) > 1:
             sim = self.index_.score(z, k=1, agg="kth", exclude_self=True)
@@ -442,6 +449,15 @@ class UNODE(Detector):
         self.bin_mean_ = float(np.mean(p))
         if abs(self.sim_mean_) < 1e-8 or self.bin_mean_ < 1e-8:
             raise RuntimeError("UNODE: degenerate training statistics (mean similarity or P(normal) is 0)")
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What a benchmark record should keep about this fit: the AutoAugOOD weights and
+        divergences, where the weights came from, and whether training collapsed."""
+        self._check_fitted()
+        return {"aug_weights": dict(self.weights_), "aug_divergences": dict(self.divergences_),
+                "aug_weights_source": self.weights_source_, "head_trained": bool(self.head_trained_),
+                "collapsed": bool(getattr(self, "collapsed_", False)),
+                "fallback": "collapsed" if getattr(self, "collapsed_", False) else None}
 
     def _embed(self, xm: torch.Tensor, views: int) -> tuple[np.ndarray, np.ndarray]:
         """Projections of view 0 and P(normal) averaged over the first ``views`` test views."""
@@ -503,6 +519,7 @@ class UNODE(Detector):
         return {"knn": self.index_.state("knn")[1], "sim_mean": self.sim_mean_, "bin_mean": self.bin_mean_,
                 "aug_names": self.aug_names_, "weights": self.weights_, "divergences": self.divergences_,
                 "weights_source": self.weights_source_, "head_trained": self.head_trained_,
+                "collapsed": bool(getattr(self, "collapsed_", False)),
                 "history": [dict(e) for e in getattr(self, "history_", None).epochs] if getattr(
                     self, "history_", None) else []}
 
@@ -519,6 +536,7 @@ class UNODE(Detector):
         self.weights_ = {k: float(v) for k, v in meta.get("weights", {}).items()}
         self.divergences_ = {k: float(v) for k, v in meta.get("divergences", {}).items()}
         self.weights_source_ = meta.get("weights_source", "")
+        self.collapsed_ = bool(meta.get("collapsed", False))
         self.head_trained_ = bool(meta.get("head_trained", True))
 
 
