@@ -233,3 +233,13 @@ def test_truncated_file_is_an_image_error(tmp_path):
     (tmp_path / "t.png").write_bytes(_png(np.zeros((8, 8), np.uint8))[:30])
     with pytest.raises(ImageError, match=r"cannot decode image .*t\.png"):
         as_images(tmp_path / "t.png")
+
+
+def test_cli_folder_scan_skips_the_same_hidden_files(tmp_path):
+    from noveltylab.ingest import scan_folder
+
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
+    for hidden in (".thumbs", "__MACOSX"):
+        (tmp_path / hidden).mkdir()
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / hidden / "b.png")
+    assert [p.name for p in scan_folder(tmp_path).files] == [p.name for p in list_image_files(tmp_path)] == ["a.png"]

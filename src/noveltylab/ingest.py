@@ -6,7 +6,8 @@
 * mask files: a name containing ``_mask`` (``img_mask.png``, ``img_mask_1.png``),
   anything under a ``ground_truth/`` (or ``masks/``) folder, and a PNG beside a
   JPEG of the same stem (``001.jpg`` + ``001.png``: the PNG is taken for its mask);
-* hidden files and folders (names starting with ``.``, e.g. ``.ipynb_checkpoints``).
+* hidden files and folders (names starting with ``.``, e.g. ``.ipynb_checkpoints``, and ``__MACOSX``;
+  the same rule as :func:`noveltylab.images.is_hidden`).
 
 Every skipped file is counted by reason and the kept files by extension, so the
 CLI can print what it took and what it left. ``max_train`` is applied to the
@@ -34,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .images import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS, is_hidden
 
 MASK_FOLDERS = ("ground_truth", "masks", "mask")
 _JPEG = (".jpg", ".jpeg")
@@ -88,13 +89,13 @@ def scan_folder(root: str | os.PathLike, include: Sequence[str] | None = None,
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
         if skip_hidden:
-            for d in [d for d in dirnames if d.startswith(".")]:
+            for d in [d for d in dirnames if is_hidden((d,))]:
                 skipped["hidden files/folders"].append(Path(dirpath) / d)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames if not is_hidden((d,)))
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
             rel = PurePosixPath((rel_dir / fn).as_posix())
-            if skip_hidden and fn.startswith("."):
+            if skip_hidden and is_hidden((fn,)):
                 skipped["hidden files/folders"].append(p)
             elif p.suffix.lower() not in IMAGE_EXTENSIONS:
                 skipped["not image files"].append(p)
