@@ -274,3 +274,21 @@ def test_patch_alpha_convention_paper_default_and_authors_code_swaps_weights(tmp
         det.set_scoring(x[8:10], alpha_convention="code")
     det.save(tmp_path / "m")
     assert load(tmp_path / "m").alpha_convention == "authors-code"
+
+
+def test_paper_settings_are_the_published_ones():
+    from noveltylab.methods.nln import PAPER_SETTINGS, create_paper_setting, paper_setting
+
+    s = paper_setting("t4-cifar10")
+    assert (s.method, s.params) == ("nln-ae", {"latent_dim": 256, "k": 1, "alpha": 0.75})
+    assert paper_setting("t4-mnist").params == {"latent_dim": 128, "k": 3, "alpha": 1.0}
+    assert paper_setting("t4-fashion-mnist").method == "nln-vae"
+    assert paper_setting("t3-mnist").params == {"latent_dim": 32, "k": 2, "alpha": 1.0}
+    for name, st in PAPER_SETTINGS.items():
+        assert st.method in available(), name
+        det = create_paper_setting(name)
+        assert all(getattr(det, k) == v for k, v in st.params.items())
+        assert st.quote and st.table.startswith("Table"), name
+    assert create_paper_setting("t4-mnist", k=5).k == 5
+    with pytest.raises(ValueError, match="unknown NLN paper setting"):
+        paper_setting("t9-svhn")
