@@ -16,23 +16,6 @@ from typing import Any
 EXECUTORS = ("auto", "ray", "sequential")
 
 
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"error: {what} {item!r} must look like key=value")
-        k, v = item.split("=", 1)
-        out[k.strip().replace("-", "_")] = _value(v)
-    return out
-
-
 def add_bench_parser(sub: Any) -> None:
     """Register the ``bench`` subcommand on the CLI's subparsers."""
     p = sub.add_parser(
@@ -82,6 +65,7 @@ def add_bench_parser(sub: Any) -> None:
 
 def _settings(args: argparse.Namespace) -> list[tuple[Any, list[Any]]]:
     """(spec or None, settings) groups from the spec files or the flags."""
+    from ..cli import _pairs  # the CLI's one key=value parser
     from .spec import Setting, SpecError, load_spec
 
     if args.spec:
