@@ -66,8 +66,10 @@ def _paper_dataset(name: str) -> str | None:
 
 
 def _pick(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Among records of one label and data set: complete over subset, more classes, then newest."""
-    return max(records, key=lambda r: (not r.get("subset"), len(r.get("per_task", [])), r.get("date", "")))
+    """Among records of one label and data set: complete over subset, more classes, the full test set
+    over a subsampled one, then newest."""
+    return max(records, key=lambda r: (not r.get("subset"), len(r.get("per_task", [])),
+                                       not (r.get("protocol_options") or {}).get("test_every"), r.get("date", "")))
 
 
 def collect(results_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -75,7 +77,7 @@ def collect(results_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
     records, _ = load_results(results_dir)
     by: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in records:
-        opts = {k: v for k, v in (r.get("protocol_options") or {}).items() if k not in ("max_train",)}
+        opts = {k: v for k, v in (r.get("protocol_options") or {}).items() if k not in ("max_train", "test_every")}
         if r.get("protocol") != "one-class" or opts or not r.get("mean", {}).get("auroc"):
             continue
         if any(isinstance(t.get("task"), list) for t in r.get("per_task", [])):
@@ -135,6 +137,9 @@ def table1_markdown(results_dir: str | Path = ROOT / "benchmarks" / "results") -
             v = 100 * r["mean"]["auroc"]
             n = len(r.get("per_task", []))
             mark = f"* {n}/10" if r.get("subset") else ""
+            every = (r.get("protocol_options") or {}).get("test_every")
+            mark += f" †{every}" if every else ""
+            mark += " ᵖ" if r.get("profile") == "paper" else ""
             ours.append(v)
             if paper is not None:
                 theirs.append(paper)
@@ -149,7 +154,7 @@ def table1_markdown(results_dir: str | Path = ROOT / "benchmarks" / "results") -
         "",
         "Cells: our mean one-class AUROC (%) over the classes run, the paper's Table 1 number in brackets "
         "where the setting matches (same data set, one-class, all classes). `*` n/10: only n classes were "
-        "run. Our runs use each method's `cpu` profile (small backbones / input sizes, capped training sets; "
+        "run. `†n`: every n-th test image only. `ᵖ`: the method's `paper` profile. Otherwise our runs use each method's `cpu` profile (small backbones / input sizes, capped training sets; "
         "see the method READMEs and each result file's command), the paper uses full schedules and "
         "WideResNet-50-2 / ResNet-152 / ViT backbones, so gaps are expected. Mean ± std: over the data sets "
         "of the row that we measured (population std, as the paper); 'paper, same data sets' uses the "
