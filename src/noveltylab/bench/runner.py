@@ -94,7 +94,7 @@ def score_split(det: Detector, split: Split, extra_metrics: ExtraMetrics | None 
     m = metrics.summary(split.test_labels, scores, threshold)
     if split.test_masks is not None and det.localises and split.test_masks.any():
         maps = det.anomaly_map(split.test)
-        m["pixel_auroc"] = metrics.pixel_auroc(split.test_masks, maps)
+        m.update(metrics.pixel_summary(split.test_masks, maps))  # pixel AUROC, PRO, IoU (Youden threshold)
     components = getattr(det, "score_components", None)
     if components is not None:  # per-term AUROC of detectors whose score sums terms (higher term = more normal)
         for name, values in components(split.test).items():

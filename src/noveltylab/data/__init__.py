@@ -11,3 +11,9 @@ __all__ = ["DATASETS", "DatasetNotFoundError", "ImageSet", "PROTOCOLS", "Split",
 # Protocol modules register themselves on import; import them here so every protocol is
 # available as soon as noveltylab.data is, whichever method (if any) is used.
 from . import corrupted, multiclass, near_nd  # noqa: E402,F401
+from . import headct  # noqa: E402
+
+headct.register()  # the Head CT hemorrhage source (data set name "head-ct")
+from . import caltech  # noqa: E402
+
+caltech.register()  # Caltech-256 source "caltech256" and paper 001's "caltech-clutter" protocol
