@@ -305,15 +305,22 @@ def test_ray_executor_runs_tasks_as_ray_tasks(tmp_path):
     ray = pytest.importorskip("ray")
     from noveltylab.bench.ray_executor import RayExecutor
 
-    ex = RayExecutor(num_cpus=2, threads=1, retries=0)
+    ex = RayExecutor(num_cpus=2, threads=1, retries=1)
+    # a class that does not exist fails inside its Ray worker: retried, reported, the others kept
+    broken = _setting(SPEC.replace("classes = [0, 1, 2]", "classes = [0, 99]").replace('label = "raw-nn-eed"',
+                                                                                      'label = "broken"'))
     try:
-        res = run_settings([_setting()], out_dir=tmp_path, executor=ex, allow_dirty=True, progress=False)
+        res = run_settings([_setting(), broken], out_dir=tmp_path, executor=ex, allow_dirty=True, progress=False)
         assert ray.is_initialized()
-        hosts_pids = {json.loads(p.read_text())["pid"] for p in (tmp_path / "_parts").rglob("*.json")}
+        hosts_pids = {json.loads(p.read_text())["pid"] for p in (tmp_path / "_parts").rglob("*seed?.json")}
     finally:
         ex.shutdown()
     rec = res.records[0]
-    assert rec["executor"] == "ray" and res.ran == 6 and not res.failed
+    assert rec["executor"] == "ray" and res.ran == 8
+    assert sorted(f[1] for f in res.failed) == ["99__seed0", "99__seed1"] and "99" in res.failed[0][2]
+    part_of_broken = [r for r in res.records if r["label"] == "broken"][0]
+    assert part_of_broken["tasks"] == ["0"] and part_of_broken["failed_tasks"] == ["99__seed0", "99__seed1"]
+    assert len(list((tmp_path / "_parts").rglob("*.failed.json"))) == 2
     assert len(hosts_pids) >= 1 and all(pid != __import__("os").getpid() for pid in hosts_pids)
     seq = run_settings([_setting()], out_dir=None, progress=False).records[0]
     assert rec["mean"]["auroc"] == pytest.approx(seq["mean"]["auroc"])  # same numbers as in-process

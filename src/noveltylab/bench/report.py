@@ -21,6 +21,7 @@ from typing import Any
 PAPER_NUMBERS = "paper_numbers.csv"
 ANALOGUE_DATA = {"cifar10-jpeg": "JPEG copy of CIFAR-10"}
 ANALOGUE_OPTIONS = {"max_train": "training set capped at {}", "test_every": "every {}th test image"}
+ANALOGUE_PROTOCOLS = {"one-class-corrupted": "our corruptions of the test set, not the published -C data sets"}
 
 
 def paper_numbers() -> dict[tuple[str, str, str, str], dict[str, str]]:
@@ -79,8 +80,11 @@ def analogue_reasons(r: dict[str, Any]) -> list[str]:
         value = (r.get("protocol_options") or {}).get(key)
         if value:
             reasons.append(text.format(value))
+    if r["protocol"] in ANALOGUE_PROTOCOLS:
+        reasons.append(ANALOGUE_PROTOCOLS[r["protocol"]])
     if r.get("subset"):
-        reasons.append(f"{len(r.get('tasks', []))} classes only")
+        n = len(r.get("tasks", []))
+        reasons.append(f"{n} class{'es' if n != 1 else ''} only")
     if r.get("match") == "analogue" and not reasons:
         reasons.append("analogue setting (see notes)")
     return reasons
