@@ -356,3 +356,13 @@ def test_every_result_record_is_reproduced_by_a_spec():
         changed = {**records[0], "params_overrides": {**records[0].get("params_overrides", {}), "zzz": 1}}
         assert uncovered_records([changed], load_specs(root / "specs")) == [changed]
         assert record_identity(changed) == record_identity(records[0])
+
+
+def test_named_extra_metrics(tmp_path):
+    spec = parse_spec(SPEC.replace('row = "raw pixels"', 'row = "raw pixels"\nextras = ["bottom1"]'), "t.toml")
+    rec = run_settings(spec.settings, out_dir=None, progress=False).records[0]
+    for e in rec["per_task"]:
+        b, auc = e["metrics"]["bottom1_auroc"][0], e["metrics"]["auroc"][0]
+        assert b <= auc and int(e["metrics"]["bottom1_class"][0]) != e["task"]
+    with pytest.raises(SpecError, match="unknown extras \\['nope'\\]"):
+        parse_spec(SPEC.replace('row = "raw pixels"', 'extras = ["nope"]'), "t.toml")

@@ -148,6 +148,12 @@ def run_task(job: Job, data_dir: str | None = None, threads: int | None = None, 
     split = make_split(s, job.task, job.seed, data_dir)
     params = {**s.params, "seed": job.seed, **({"device": device} if device else {})}
     det = create(s.method, profile=s.profile, **params)
+    if s.extras:
+        from .extras import combined
+
+        named = combined(s.extras, _load(s.dataset, "train", data_dir))
+        extra_metrics = named if extra_metrics is None else (
+            lambda d, sp, sc, a=extra_metrics, b=named: {**a(d, sp, sc), **b(d, sp, sc)})
     base = evaluate_split(det, split, extra_metrics)
     base["config"] = {k: v for k, v in det.get_params().items() if k not in ("seed", "device")}
     results = [base] + [_variant_result(det, split, base, v, job, data_dir) for v in s.variants]

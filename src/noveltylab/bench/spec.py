@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 ENTRY_KEYS = {"label", "method", "profile", "params", "dataset", "protocol", "options", "classes", "seeds",
-              "row", "match", "notes", "variant", "paper_key"}
+              "row", "match", "notes", "variant", "paper_key", "extras"}
 VARIANT_KEYS = {"label", "scoring", "protocol", "options", "metric", "notes", "row", "match"}
 SPEC_KEYS = {"paper", "table", "title", "notes"}
 MATCHES = ("exact", "analogue")
@@ -86,12 +86,15 @@ class Setting:
     notes: str = ""
     variants: list[Variant] = field(default_factory=list)
     paper_key: str | None = None   # label under which paper_numbers.csv lists the paper's value
+    extras: list[str] = field(default_factory=list)  # named extra metrics (bench/extras.py)
 
     def key(self) -> str:
         """Hash of everything that changes results: a part file is reused only under the same key."""
         d = asdict(self)
-        for k in ("row", "match", "notes"):
+        for k in ("row", "match", "notes", "paper_key"):
             d.pop(k)
+        if not d["extras"]:
+            d.pop("extras")  # keys of settings without extras stay what they were
         for v in d["variants"]:
             for k in ("notes", "row", "match"):
                 v.pop(k)
@@ -206,11 +209,18 @@ def settings_from_entry(where: str, raw: dict[str, Any], defaults: dict[str, Any
     if len(set(records)) != len(records):
         raise _fail(where, f"two records of the entry share label, protocol and options: {records}")
     profile = e.get("profile", "cpu")
+    extras = e.get("extras", [])
+    if not isinstance(extras, list) or not all(isinstance(x, str) for x in extras):
+        raise _fail(where, f"'extras' must be a list of names, got {extras!r}")
+    from .extras import EXTRAS
+
+    if set(extras) - set(EXTRAS):
+        raise _fail(where, f"unknown extras {sorted(set(extras) - set(EXTRAS))}; available: {sorted(EXTRAS)}")
     return [Setting(label=label, method=e["method"], dataset=d, protocol=e.get("protocol", "one-class"),
                     profile=None if profile in ("none", "") else profile, params=dict(e.get("params", {})),
                     options=dict(e.get("options", {})), classes=_classes(where, e.get("classes")), seeds=seeds,
                     row=e.get("row", ""), match=e.get("match"), notes=e.get("notes", ""), variants=variants,
-                    paper_key=e.get("paper_key"))
+                    paper_key=e.get("paper_key"), extras=list(extras))
             for d in datasets]
 
 
