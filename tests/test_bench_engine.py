@@ -120,6 +120,13 @@ def test_spec_run_writes_parts_then_one_record_and_resumes(tmp_path, capsys):
         assert rec[key], key
     assert "bench" in rec["command"] and str(spec) in rec["command"]
     assert all(len(v) == 2 for e in rec["per_task"] for v in e["metrics"].values())
+    assert main(["bench", str(spec), "--out-dir", str(out), "--dry-run"]) == 0
+    assert "raw-nn-eed digits one-class {}: 6 tasks, 6 done" in capsys.readouterr().out
+    # --to-spec prints the entry that reproduces the record
+    assert main(["bench", "--to-spec", str(rec_path)]) == 0
+    entry = capsys.readouterr().out
+    from noveltylab.bench.engine import uncovered_records
+    assert uncovered_records([rec], [parse_spec(entry, "printed.toml")]) == []
     # a rerun resumes: every task is skipped, the record is rebuilt identically from the parts
     mtimes = [p.stat().st_mtime_ns for p in parts]
     assert main(args) == 0
