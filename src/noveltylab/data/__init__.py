@@ -14,3 +14,6 @@ from . import corrupted, multiclass, near_nd  # noqa: E402,F401
 from . import headct  # noqa: E402
 
 headct.register()  # the Head CT hemorrhage source (data set name "head-ct")
+from . import caltech  # noqa: E402
+
+caltech.register()  # Caltech-256 source "caltech256" and paper 001's "caltech-clutter" protocol
