@@ -145,3 +145,23 @@ def test_python_api_folder_skips_masks(tmp_path):
     assert x.shape == (4, 1, 12, 12) and sizes == [(12, 12)] * 4
     x, _, t = load_transformed(tmp_path, Transform(8, "pad"))
     assert x.shape == (4, 1, 8, 8) and t.channels == 1
+
+
+def test_feature_batches_shrink_for_a_backbone_that_resizes_inside():
+    from noveltylab.train import map_batches
+
+    class _Resizer(torch.nn.Module):
+        input_size = 224
+
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def embed(self, x):
+            self.seen.append(x.shape[0])
+            return x.flatten(1)[:, :2]
+
+    net = _Resizer()
+    out = map_batches(net.embed, torch.rand(100, 1, 8, 8), batch_size=128)
+    assert out.shape == (100, 2)
+    assert max(net.seen) == batch_size_for((3, 224, 224), 128) < 32     # costed at 224 px RGB, not 8 px

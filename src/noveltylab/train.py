@@ -178,6 +178,17 @@ def load_checkpoint(modules: Mapping[str, nn.Module], path: str | os.PathLike) -
         load_module_state(name, m, state)
 
 
+def _resize_side(fn: Callable) -> int | None:
+    """The ``input_size`` a feature extractor resizes its input to (``fn`` a bound method of a module
+    with that attribute, or of a wrapper whose ``net`` has it), else None."""
+    owner = getattr(fn, "__self__", fn)
+    for obj in (owner, getattr(owner, "net", None)):
+        v = getattr(obj, "input_size", None)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
+
+
 @torch.no_grad()
 def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, batch_size: int = 256,
                 device: torch.device | str = "cpu", desc: str = "features",
@@ -191,7 +202,9 @@ def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, 
 
     dev = resolve_device(device)
     if x.ndim == 4:
-        batch_size = batch_size_for(x.shape[1:], batch_size)
+        side = _resize_side(fn)  # a backbone that resizes inside (input_size) costs at that size
+        shape = (max(3, x.shape[1]), side, side) if side and side > max(x.shape[-2:]) else x.shape[1:]
+        batch_size = batch_size_for(shape, batch_size)
     n_batches = -(-x.shape[0] // batch_size)
     bar = progress_bar(x.shape[0], desc, unit="img", progress=progress if n_batches > 1 else False)
     outs = []
