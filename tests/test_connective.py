@@ -94,6 +94,40 @@ def test_connective_samples_follow_eq4_and_eq5():
     assert torch.equal(det._test_input(x, ax), ax)
 
 
+def test_paper_corruption_is_noise_then_coarse_dropout_on_every_input():
+    """Eq. 1-2: x_c = x_g - beta * x_g with x_g = x + eta: every image is noised, then cells are zeroed."""
+    torch.manual_seed(0)
+    x = torch.full((64, 1, 20, 20), 0.5)
+    y = Connective._corrupt_paper(x)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    dropped = y == 0
+    zero_frac = dropped.float().flatten(1).mean(1)
+    assert bool((zero_frac > 0).all()) and abs(float(zero_frac.mean()) - 0.5) < 0.1  # p 0.5 on an 8x8 grid
+    kept = ~dropped
+    assert bool(((y - x).abs()[kept] > 0).float().mean() > 0.9)  # the surviving pixels carry the noise
+    # the dropout mask is constant on grid cells (40 % resolution: 8x8 cells of 2.5 px, nearest-upsampled)
+    cell = dropped[:, :, ::5, ::5].float()
+    assert torch.equal(dropped[:, :, 1::5, 1::5].float(), cell)
+
+
+@pytest.mark.parametrize("scheme,expect,batches", [("paper", "_corrupt_paper", 3), ("authors-code", "_corrupt_ae", 13)])
+def test_ae_corruption_scheme_used_in_training(scheme, expect, batches, monkeypatch):
+    calls = {"_corrupt_paper": 0, "_corrupt_ae": 0}
+    for name in calls:
+        orig = getattr(Connective, name)
+
+        def wrapped(*a, _orig=orig, _name=name, **k):
+            calls[_name] += 1
+            return _orig(*a, **k)
+        monkeypatch.setattr(Connective, name, staticmethod(wrapped) if name == "_corrupt_paper" else wrapped)
+    x = np.random.default_rng(0).integers(0, 255, (40, 16, 16), dtype=np.uint8)
+    Connective(**{**TINY, "ae_epochs": 1, "clf_epochs": 1, "batch_size": 16}, ae_corruption=scheme).fit(x)
+    # paper: every image corrupted once per epoch (40 / 16 -> 3 batches); authors' code (ae_copies=True):
+    # clean images + 4 corrupted copies (200 / 16 -> 13 batches)
+    assert calls[expect] == batches and sum(calls.values()) == batches
+    assert Connective().ae_corruption == "paper"  # the paper's text is the default
+
+
 # --- detector on real data -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def digits_data():
@@ -145,6 +179,7 @@ def test_save_load_and_seed_repeat(digits_data, tmp_path):
     {"mix": "input"}, {"mix": "reconstruction"}, {"denoise": False},
     {"score_mode": "reconstruction-error"}, {"negative": "gaussian-noise", "negative_on": "reconstruction"},
     {"negative": "both", "ae_copies": True, "score_output": "log-odds"},
+    {"ae_corruption": "authors-code", "ae_copies": True}, {"ae_corruption": "paper", "negative": "gaussian-noise"},
 ])
 def test_ablation_variants_run_and_round_trip(variant, digits_data, tmp_path):
     det = Connective(**{**TINY, "ae_epochs": 1, "clf_epochs": 1}, **variant).fit(digits_data.train[:40])
@@ -175,13 +210,12 @@ def test_rgb_and_odd_sizes_are_resized():
     ({"ae_epochs": -1}, "ae_epochs"),
     ({"mix": "input", "score_mode": "reconstruction-error"}, "trains no autoencoder"),
     ({"score_output": "logit"}, "score_output"),
+    ({"ae_corruption": "both"}, "ae_corruption must be one of"),
 ])
 def test_bad_params_fail_before_training(bad, msg):
     x = np.random.default_rng(0).integers(0, 255, (10, 8, 8), dtype=np.uint8)
-    det = Connective(**{**TINY, **bad})
-    with pytest.raises(ValueError, match=msg):
-        det.fit(x)
-    assert not hasattr(det, "ae_")
+    with pytest.raises(ValueError, match=msg):  # refused at construction (validation.py), before training
+        Connective(**{**TINY, **bad}).fit(x)
 
 
 def test_profiles_exist_and_paper_schedule():

@@ -6,8 +6,12 @@ Two networks trained one after the other on normal ("positive") images only:
    and no encoder-decoder long skips (:class:`~noveltylab.nets.residual_ae.
    ResidualDenoisingAE`), trained with the Charbonnier loss
    ``sqrt((x - A(x~))^2 + eps^2)`` (eps = 1e-3) from corrupted inputs ``x~`` to
-   the clean target ``x``. The training set of every epoch is the clean images
-   plus corrupted copies, regenerated every time they are drawn: coarse
+   the clean target ``x``. Two corruption schemes (``ae_corruption``):
+   ``"paper"`` (default, Eq. 1-2 of the paper's text): *every* input gets
+   Gaussian noise and then coarse dropout, ``x_c = x_g - beta * x_g`` with
+   ``x_g = x + eta`` (noise std ~ U(0, 0.2), dropout p 0.5 on a
+   40 %-resolution grid), regenerated every time it is drawn; ``"authors-code"``:
+   the clean images plus corrupted copies, each with *one* corruption: coarse
    dropout (p 0.5 on a 40 %-resolution grid), motion blur, coarse dropout
    (p 0.7 on a 60 % grid), additive Gaussian noise (std ~ U(0, 0.2)).
 2. The binary classifier ``C`` (:class:`~noveltylab.nets.residual_ae.
@@ -57,6 +61,7 @@ from ..train import map_batches, train_loop
 _NEGATIVES = ("motion-blur", "gaussian-noise", "both")
 _NEGATIVE_ON = ("input", "reconstruction")
 _MIX = ("connective", "input", "reconstruction")
+_AE_CORRUPTIONS = ("paper", "authors-code")
 _SCORE_MODES = ("classifier", "reconstruction-error")
 _SCORE_OUTPUTS = ("probability", "log-odds")
 
@@ -111,14 +116,18 @@ class Connective(Detector):
         classifier on ``x``; no AE is trained) or "reconstruction" (ablation:
         classifier on ``A(x)`` only).
     denoise: corrupt the AE inputs (True) or train it on clean images (ablation).
+    ae_corruption: "paper" (Eq. 1-2: Gaussian noise, then coarse dropout, on
+        every AE input; the default) or "authors-code" (clean images plus
+        copies with one corruption each: dropout, motion blur, dropout, noise).
     score_mode: "classifier" (Eq. 6) or "reconstruction-error" (ablation:
         mean Charbonnier error of the AE, no classifier).
     score_output: "probability" (P(negative), Eq. 6) or "log-odds" (same
         ranking, no saturation at 0/1).
-    ae_copies: True = every epoch has the clean images plus one copy per
-        corruption (5x the data, the authors' scheme); False = each image is
-        drawn with one random corruption (or clean) per step (1x the data;
-        the fast profiles).
+    ae_copies: with ``ae_corruption="authors-code"``: True = every epoch has
+        the clean images plus one copy per corruption (5x the data, the
+        authors' scheme); False = each image is drawn with one random
+        corruption (or clean) per step (1x the data; the fast profiles).
+        The paper's scheme corrupts every image once per epoch (ignored).
     ae_epochs, ae_lr, clf_epochs, clf_lr, batch_size: fixed schedules (Adam).
     image_size: working resolution (multiple of 16); latent, dropout: AE size;
         width: AE stem width (32 in the paper; blocks use 2x, 4x, 8x it).
@@ -146,6 +155,7 @@ class Connective(Detector):
 
     def __init__(self, lam: float = 0.5, negative: str = "motion-blur", negative_on: str = "input",
                  blur_kernel: int = 5, noise_std: float = 0.2, mix: str = "connective", denoise: bool = True,
+                 ae_corruption: str = "paper",
                  score_mode: str = "classifier", score_output: str = "probability", ae_copies: bool = True,
                  ae_epochs: int = 100, ae_lr: float = 1e-4, clf_epochs: int = 20, clf_lr: float = 1e-3,
                  batch_size: int = 128, image_size: int = 32, latent: int = 256, width: int = 32,
@@ -158,6 +168,7 @@ class Connective(Detector):
         self.noise_std = noise_std
         self.mix = mix
         self.denoise = denoise
+        self.ae_corruption = ae_corruption
         self.score_mode = score_mode
         self.score_output = score_output
         self.ae_copies = ae_copies
@@ -182,6 +193,7 @@ class Connective(Detector):
         choice("negative", _NEGATIVES)
         choice("negative_on", _NEGATIVE_ON)
         choice("mix", _MIX)
+        choice("ae_corruption", _AE_CORRUPTIONS)
         choice("score_mode", _SCORE_MODES)
         choice("score_output", _SCORE_OUTPUTS)
         if not 0.0 < float(self.lam) < 1.0:
@@ -249,6 +261,12 @@ class Connective(Detector):
                 out[sel] = op(x[sel])
         return out
 
+    @staticmethod
+    def _corrupt_paper(x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1-2: ``x_g = x + eta`` (std ~ U(0, 0.2) per image, clipped), then coarse dropout
+        ``x_c = x_g - beta * x_g`` (p 0.5 on a 40 %-resolution grid), on every image."""
+        return coarse_dropout(gaussian_noise(x, 0.2, random_std=True), 0.5, 0.4)
+
     def _distort(self, v: torch.Tensor) -> torch.Tensor:
         """The negatives' distortion ``d``."""
         if self.negative == "motion-blur":
@@ -306,8 +324,9 @@ class Connective(Detector):
         assert ae is not None
         opt = torch.optim.Adam(ae.parameters(), lr=float(self.ae_lr))
         eps = float(self.eps)
-        n_kinds = 5 if self.denoise else 1
-        if self.ae_copies and self.denoise:
+        paper = self.ae_corruption == "paper"
+        n_kinds = 5 if self.denoise and not paper else 1
+        if self.ae_copies and self.denoise and not paper:
             data = (xs.repeat(n_kinds, 1, 1, 1), torch.arange(n_kinds).repeat_interleave(xs.shape[0]))
         else:
             data = (xs,)
@@ -318,7 +337,12 @@ class Connective(Detector):
                 kind = batch[1]
             else:
                 kind = torch.randint(0, n_kinds, (clean.shape[0],), device=clean.device)
-            noisy = self._corrupt_ae(clean, kind) if self.denoise else clean
+            if not self.denoise:
+                noisy = clean
+            elif paper:
+                noisy = self._corrupt_paper(clean)
+            else:
+                noisy = self._corrupt_ae(clean, kind)
             loss = charbonnier(ae(noisy), clean, eps).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
