@@ -262,12 +262,20 @@ def chunks(n: int, size: int) -> list[slice]:
 
 
 SCORE_CHUNK_PIXELS = 16 * BATCH_PIXEL_BUDGET  # input pixels handed to a method's _score at once
+# and at most this many images: methods resize/pad tiny inputs (8x8 -> 32x32 RGB), so a pixel budget alone
+# would hand 200,000 8x8 images to one _score call and memory would grow with N (issue 17)
+SCORE_CHUNK_IMAGES = 2048
+
+
+def score_step(shape: Sequence[int], n: int) -> int:
+    """Images per ``_score`` / ``_anomaly_map`` call: bounded by input pixels and by count."""
+    return min(SCORE_CHUNK_IMAGES, batch_size_for(shape, n, SCORE_CHUNK_PIXELS))
 
 
 def score_in_chunks(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, desc: str = "scoring") -> np.ndarray:
     """``fn`` (a method's ``_score``) over ``x`` in image-size-bounded chunks, with progress.
     Scores do not depend on batch composition (the Detector contract), so chunking is exact."""
-    step = batch_size_for(x.shape[1:], x.shape[0], SCORE_CHUNK_PIXELS)
+    step = score_step(x.shape[1:], x.shape[0])
     parts = chunks(x.shape[0], step)
     b = bar(x.shape[0], desc, unit="img", progress=None if len(parts) > 1 else False)
     out = []
@@ -284,7 +292,7 @@ def maps_in_chunks(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, sizes: Se
                    transform: Transform | None, desc: str = "maps") -> np.ndarray | list[np.ndarray]:
     """``fn`` (a method's ``_anomaly_map``) in chunks; maps back at each image's original size
     (an array when all sizes agree, else a list)."""
-    step = batch_size_for(x.shape[1:], x.shape[0], SCORE_CHUNK_PIXELS)
+    step = score_step(x.shape[1:], x.shape[0])
     parts = chunks(x.shape[0], step)
     b = bar(x.shape[0], desc, unit="img", progress=None if len(parts) > 1 else False)
     maps: list[np.ndarray] = []
