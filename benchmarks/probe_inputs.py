@@ -556,7 +556,15 @@ def main() -> int:
         if r["group"] == "resources":
             print(f"  {r['probe']}: {r['detail']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"counts": counts, "probes": RESULTS}, indent=1))
+        repo = Path(__file__).resolve().parents[1]
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=repo).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "benchmarks/probe_inputs.py"],
+                               capture_output=True, text=True, cwd=repo).stdout.strip()
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "command": "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/probe_inputs.py", *sys.argv[1:]]),
+            "commit": commit.strip() + ("+dirty" if dirty else ""), "n_probes": len(RESULTS), "counts": counts,
+            "probes": RESULTS}, indent=1))
     return 0 if set(counts) <= {"handled"} else 1
 
 
