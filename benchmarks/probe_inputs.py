@@ -558,7 +558,10 @@ def main() -> int:
     if args.json:
         repo = Path(__file__).resolve().parents[1]
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=repo).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "benchmarks/probe_inputs.py"],
+        used = sorted({str(Path(m.__file__).resolve().relative_to(repo)) for name, m in list(sys.modules.items())
+                       if name.startswith("noveltylab") and getattr(m, "__file__", None)
+                       and Path(m.__file__).resolve().is_relative_to(repo)})  # every module the probe ran
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks/probe_inputs.py", *used],
                                capture_output=True, text=True, cwd=repo).stdout.strip()
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
