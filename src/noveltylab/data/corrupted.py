@@ -5,8 +5,10 @@ apply common corruptions (:func:`noveltylab.augment.corrupt`, CIFAR-10-C paramet
 to *every* test image, normal and novel alike, so that only the test distribution
 shifts. Options:
 
-* ``corruption``: a name from :data:`noveltylab.augment.CORRUPTIONS`, or ``"mixed"``
-  (default): each test image gets one corruption drawn uniformly at random (seeded);
+* ``corruption``: a name from :data:`noveltylab.augment.ALL_CORRUPTIONS`, or a set:
+  ``"mixed"`` (default; the 11 corruptions of :data:`~noveltylab.augment.CORRUPTIONS`),
+  ``"cifar10-c"`` or ``"mnist-c"`` (the published lists, without the ones that need external
+  data): each test image gets one corruption of the set drawn uniformly at random (seeded);
 * ``severity``: 1..5 (default 3);
 * ``corruption_seed``: seed of the corruption noise (default 0; independent of the
   training seed so that every seed sees the same corrupted test set).
@@ -30,20 +32,23 @@ _CACHE: dict[tuple, np.ndarray] = {}
 def corrupt_images(images: np.ndarray, corruption: str = "mixed", severity: int = 3, seed: int = 0,
                    batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, H, W, C) -> corrupted uint8 images and the corruption index of each image
-    (into :data:`~noveltylab.augment.CORRUPTIONS`)."""
-    from ..augment import CORRUPTIONS, corrupt
+    (into the set's tuple, :data:`~noveltylab.augment.CORRUPTION_SETS`; for one named corruption
+    into :data:`~noveltylab.augment.CORRUPTIONS` when it is there, else 0)."""
+    from ..augment import ALL_CORRUPTIONS, CORRUPTION_SETS, CORRUPTIONS, corrupt
 
     severity = int(severity)
-    if corruption != "mixed" and corruption not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {corruption!r}; use 'mixed' or one of {', '.join(CORRUPTIONS)}")
+    if corruption not in CORRUPTION_SETS and corruption not in ALL_CORRUPTIONS:
+        raise ValueError(f"unknown corruption {corruption!r}; use one of the sets {', '.join(CORRUPTION_SETS)} "
+                         f"or one of {', '.join(ALL_CORRUPTIONS)}")
     if not 1 <= severity <= 5:
         raise ValueError(f"severity must be 1..5, got {severity}")
     g = torch.Generator().manual_seed(int(seed))
     n = len(images)
-    which = (torch.randint(0, len(CORRUPTIONS), (n,), generator=g) if corruption == "mixed"
-             else torch.full((n,), CORRUPTIONS.index(corruption))).numpy()
+    names = CORRUPTION_SETS.get(corruption) or (CORRUPTIONS if corruption in CORRUPTIONS else (corruption,))
+    which = (torch.randint(0, len(names), (n,), generator=g) if corruption in CORRUPTION_SETS
+             else torch.full((n,), names.index(corruption))).numpy()
     out = np.empty_like(images)
-    for ci, name in enumerate(CORRUPTIONS):
+    for ci, name in enumerate(names):
         idx = np.flatnonzero(which == ci)
         for s in range(0, len(idx), batch_size):
             part = idx[s:s + batch_size]
@@ -77,4 +82,4 @@ def _task(train: ImageSet, test: ImageSet, task: object, **kw: Any) -> Split:
 if "one-class-corrupted" not in PROTOCOLS:
     register_protocol("one-class-corrupted", _task, lambda d: list(range(d.num_classes)),
                       "one-class with every test image (normal and novel) corrupted by common corruptions "
-                      "(options corruption=mixed|<name>, severity=1..5, corruption_seed=0)")
+                      "(options corruption=mixed|cifar10-c|mnist-c|<name>, severity=1..5, corruption_seed=0)")
