@@ -67,9 +67,12 @@ def check_args(args: argparse.Namespace) -> None:
 
     cmd = getattr(args, "command", None)
     for name, flag in (("batch_size", "--batch-size"), ("threads", "--threads"), ("max_train", "--max-train"),
-                       ("top_k", "--top-k"), ("max_bytes", "--max-bytes")):
+                       ("top_k", "--top-k"), ("max_bytes", "--max-bytes"), ("jobs", "--jobs"),
+                       ("num_cpus", "--num-cpus"), ("size", "--size")):
         if hasattr(args, name):
             _positive(args, name, flag)
+    if isinstance(getattr(args, "retries", None), int) and args.retries < 0:
+        raise ArgumentError(f"--retries must be >= 0, got {args.retries}")
     if getattr(args, "port", None) is not None and not 0 < args.port < 65536:
         raise ArgumentError(f"--port must be in 1..65535, got {args.port}")
     if getattr(args, "seed", None) is not None:
