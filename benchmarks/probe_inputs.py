@@ -540,6 +540,9 @@ def main() -> int:
     ap.add_argument("--skip-heavy", action="store_true", help="skip scoring 200,000 images")
     ap.add_argument("--only-resources", action="store_true", help="run only the resource probes")
     args = ap.parse_args()
+    repo = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=repo).stdout.strip()  # the commit the probe starts from
     torch.set_num_threads(1)
     if not args.only_resources:
         for fn in (api_probes, file_probes, param_probes, persistence_probes, cli_probes, bench_mvtec_probe):
@@ -556,17 +559,15 @@ def main() -> int:
         if r["group"] == "resources":
             print(f"  {r['probe']}: {r['detail']}")
     if args.json:
-        repo = Path(__file__).resolve().parents[1]
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=repo).stdout
         used = sorted({str(Path(m.__file__).resolve().relative_to(repo)) for name, m in list(sys.modules.items())
                        if name.startswith("noveltylab") and getattr(m, "__file__", None)
                        and Path(m.__file__).resolve().is_relative_to(repo)})  # every module the probe ran
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks/probe_inputs.py", *used],
+        dirty = subprocess.run(["git", "diff", "--name-only", commit, "--", "benchmarks/probe_inputs.py", *used],
                                capture_output=True, text=True, cwd=repo).stdout.strip()
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "command": "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/probe_inputs.py", *sys.argv[1:]]),
-            "commit": commit.strip() + ("+dirty" if dirty else ""), "n_probes": len(RESULTS), "counts": counts,
+            "commit": commit + ("+dirty" if dirty else ""), "n_probes": len(RESULTS), "counts": counts,
             "probes": RESULTS}, indent=1))
     return 0 if set(counts) <= {"handled"} else 1
 
