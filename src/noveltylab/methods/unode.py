@@ -40,6 +40,8 @@ warning says so and ``weights_source_`` records it). Explicit weights:
 Mixup needs auxiliary images: ``aux_dataset`` (a name for
 :func:`noveltylab.data.load_dataset`, with ``aux_data_dir``) or
 :meth:`UNODE.set_auxiliary`; without them mixup is left out of the set.
+:data:`AUXILIARY_FOR` names the auxiliary set used here for each normal data set (another
+locally available data set, never the normal one; see README_unode.md for the argument).
 Labeled multi-class: :meth:`UNODE.fit` accepts ``labels=`` (class of each training
 image); same-class normal views then also count as positives (supervised contrastive).
 
@@ -170,6 +172,13 @@ def nt_xent_with_negatives(z_pos: torch.Tensor, z_neg: torch.Tensor | None, temp
     n_pos = pos_mask.sum(1).clamp(min=1)
     loss = -(torch.logsumexp(pos_logits, 1) - log_den) / n_pos
     return loss.mean()
+
+
+# the auxiliary (mixup) set used for each normal data set: the paper does not name one; ours is the
+# other locally available data set nearest in format (same size/channels where possible), never the
+# normal data set itself, and only *training* images (see README_unode.md, "Auxiliary images")
+AUXILIARY_FOR = {"mnist": "fashion-mnist", "fashion-mnist": "mnist", "cifar10-jpeg": "fashion-mnist",
+                 "cifar10": "fashion-mnist", "digits": "mnist"}
 
 
 @register
@@ -313,7 +322,11 @@ class UNODE(Detector):
         return resize(match_channels(x, 3), self.image_size)
 
     def _load_aux(self) -> torch.Tensor | None:
+        """Auxiliary images for mixup at the model's size and 3 channels (None: no mixup); the
+        source and count are kept (``aux_source_``, ``aux_count_``) for :meth:`diagnostics`."""
+        self.aux_source_, self.aux_count_ = None, 0
         if self._aux is not None:
+            self.aux_source_, self.aux_count_ = "set_auxiliary", min(len(self._aux), self.aux_max)
             return self._to_model(self._aux[: self.aux_max])
         if not self.aux_dataset:
             return None
@@ -323,6 +336,7 @@ class UNODE(Detector):
         kw = {"data_dir": self.aux_data_dir} if self.aux_data_dir else {}
         ds = load_dataset(self.aux_dataset, split="train", **kw)
         keep = cap_per_class(ds.labels, self.aux_max, self.seed)
+        self.aux_source_, self.aux_count_ = f"{ds.name or self.aux_dataset}:train", len(keep)
         return self._to_model(as_images(ds.images[keep], name="auxiliary images"))
 
     def _fit_weights(self, x: torch.Tensor, aux: torch.Tensor | None) -> None:
@@ -450,6 +464,9 @@ class UNODE(Detector):
         if abs(self.sim_mean_) < 1e-8 or self.bin_mean_ < 1e-8:
             raise RuntimeError("UNODE: degenerate training statistics (mean similarity or P(normal) is 0)")
 
+    def _aux_info(self) -> dict[str, Any]:
+        return {"aux_source": getattr(self, "aux_source_", None), "aux_images": int(getattr(self, "aux_count_", 0))}
+
     def diagnostics(self) -> dict[str, Any]:
         """What a benchmark record should keep about this fit: the AutoAugOOD weights and
         divergences, where the weights came from, and whether training collapsed."""
@@ -457,7 +474,7 @@ class UNODE(Detector):
         return {"aug_weights": dict(self.weights_), "aug_divergences": dict(self.divergences_),
                 "aug_weights_source": self.weights_source_, "head_trained": bool(self.head_trained_),
                 "collapsed": bool(getattr(self, "collapsed_", False)),
-                "fallback": "collapsed" if getattr(self, "collapsed_", False) else None}
+                "fallback": "collapsed" if getattr(self, "collapsed_", False) else None, **self._aux_info()}
 
     def _embed(self, xm: torch.Tensor, views: int) -> tuple[np.ndarray, np.ndarray]:
         """Projections of view 0 and P(normal) averaged over the first ``views`` test views."""
