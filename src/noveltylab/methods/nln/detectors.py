@@ -27,7 +27,7 @@ from ...train import map_batches, train_loop
 from . import scoring
 from .models import FAMILIES, NATIVE_ERROR, NLNNetworks
 from .patches import augmented_crops, grid_patches, stitch
-from .training import make_step
+from .training import DISC_LOSSES, make_step
 
 ERRORS = ("auto", "recon", "residual", "consistency")
 # the authors' learning rates (Adam): (autoencoder, adversarial)
@@ -49,7 +49,7 @@ class NLNDetector(Detector):
                  latent_dim: int = 32, filters: int = 32, epochs: int = 50, batch_size: int = 128,
                  lr: float | None = None, adv_lr: float | None = None, recon_weight: float = 50.0,
                  max_side: int = 64, index: str = "Flat", val_fraction: float = 0.1, score_batch: int = 256,
-                 seed: int = 0, device: str = "auto") -> None:
+                 disc_loss: str = "paper", seed: int = 0, device: str = "auto") -> None:
         super().__init__(seed=seed, device=device)
         self.nln = nln
         self.error = error
@@ -66,6 +66,7 @@ class NLNDetector(Detector):
         self.index = index
         self.val_fraction = val_fraction
         self.score_batch = score_batch
+        self.disc_loss = disc_loss
 
     # --- parameters ---------------------------------------------------------------------
     def _error_kind(self) -> str:
@@ -103,6 +104,11 @@ class NLNDetector(Detector):
             raise ValueError(f"recon_weight must be positive, got {self.recon_weight!r}")
         if not 0.0 < float(self.val_fraction) < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.disc_loss not in DISC_LOSSES:
+            raise ValueError(f"disc_loss must be one of {DISC_LOSSES}, got {self.disc_loss!r}")
+        if self.disc_loss != "paper" and self.family != "aeres":
+            raise ValueError(f"disc_loss={self.disc_loss!r} is the authors' AE-res discriminator loss; "
+                             f"{self.name!r} has no such variant (use nln-aeres or disc_loss='paper')")
         if hasattr(self, "max_side") and int(self.max_side) < 8:
             raise ValueError(f"max_side must be >= 8, got {self.max_side!r}")
 
@@ -150,7 +156,8 @@ class NLNDetector(Detector):
         self.nets_ = self._build()
         self._cache_store = {}
         lr, adv_lr = self._rates()
-        step = make_step(self.nets_, lr, adv_lr, float(self.recon_weight), seed=self.seed)
+        step = make_step(self.nets_, lr, adv_lr, float(self.recon_weight), seed=self.seed,
+                         disc_loss=str(self.disc_loss))
         self.history_ = train_loop(step, units, modules=self.nets_.modules_dict(), epochs=int(self.epochs),
                                    batch_size=int(self.batch_size), device=self.device_, seed=self.seed,
                                    desc=self.name)
@@ -265,10 +272,12 @@ class NLNPatchDetector(NLNDetector):
                  lr: float | None = None, adv_lr: float | None = None, recon_weight: float = 50.0,
                  image_size: int = 512, patch_size: int = 128, crops_per_image: int = 16, rot90: bool = True,
                  index: str = "Flat", val_fraction: float = 0.1, score_batch: int = 64,
-                 alpha_convention: str = "paper", seed: int = 0, device: str = "auto") -> None:
+                 alpha_convention: str = "paper", disc_loss: str = "paper", seed: int = 0,
+                 device: str = "auto") -> None:
         super().__init__(nln=nln, error=error, k=k, alpha=alpha, latent_dim=latent_dim, filters=filters,
                          epochs=epochs, batch_size=batch_size, lr=lr, adv_lr=adv_lr, recon_weight=recon_weight,
-                         index=index, val_fraction=val_fraction, score_batch=score_batch, seed=seed, device=device)
+                         index=index, val_fraction=val_fraction, score_batch=score_batch, disc_loss=disc_loss,
+                         seed=seed, device=device)
         del self.max_side  # not a parameter of the patch models
         self.alpha_convention = alpha_convention
         self.image_size = image_size

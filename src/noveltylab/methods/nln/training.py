@@ -10,9 +10,14 @@ extra (adversarial / consistency) updates inside the same step function.
   (``adv_lr``); generator step that moves the encoder to fool it (``adv_lr``).
 * ``aeres`` (authors' ``dae.py``): reconstruction step (``lr``); image
   discriminator step, x real vs x_hat fake (``adv_lr``); generator step on
-  the decoder (``adv_lr``). The authors' code feeds the discriminator's
-  latent output to the BCE; here the sigmoid head's logit is used, as the
-  paper's Eq. 6 says.
+  the decoder (``adv_lr``). ``disc_loss="paper"`` (default): the BCE of
+  Eq. 6 on the discriminator's real/fake output (its sigmoid head's logit).
+  ``disc_loss="authors-code"``: as the authors' ``dae.py`` does, the BCE is
+  taken on the discriminator's *intermediate layer* q (the latent output the
+  residual error of Eq. 7 uses), every component read as a probability and
+  clipped to [1e-7, 1 - 1e-7] (Keras ``BinaryCrossentropy()`` semantics, no
+  gradient where clipped), targets 1 for x and 0 for x_hat; the sigmoid head
+  is then never trained.
 * ``aecon`` (GANomaly, authors' ``ganomaly.py``): f, g and E2 minimise
   ``recon_weight * BCE + adversarial + |f(x) - E2(x_hat)|`` (``lr``; E2 only
   sees the consistency term); discriminator step with ``adv_lr``.
@@ -27,14 +32,27 @@ import torch.nn.functional as F
 from .models import NLNNetworks
 
 
+DISC_LOSSES = ("paper", "authors-code")
+_KERAS_EPS = 1e-7
+
+
 def _bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+def _bce_clipped(p: torch.Tensor, target: float) -> torch.Tensor:
+    """Keras ``BinaryCrossentropy()`` on values read as probabilities: clip, then mean BCE."""
+    p = p.clamp(_KERAS_EPS, 1 - _KERAS_EPS)
+    return F.binary_cross_entropy(p, torch.full_like(p, target))
+
+
 def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float = 50.0,
-              seed: int = 0) -> Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]:
-    """The ``step(batch)`` for ``train_loop``; builds the family's optimizers."""
+              seed: int = 0, disc_loss: str = "paper") -> Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]:
+    """The ``step(batch)`` for ``train_loop``; builds the family's optimizers. ``disc_loss``
+    chooses AE-res's discriminator loss (module docstring)."""
     fam = nets.family
+    if disc_loss not in DISC_LOSSES:
+        raise ValueError(f"disc_loss must be one of {DISC_LOSSES}, got {disc_loss!r}")
     ae_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
     opt_ae = torch.optim.Adam(ae_params, lr=lr)
     gen = torch.Generator().manual_seed(seed + 12345)
@@ -98,6 +116,12 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
         assert nets.disc_x is not None
         opt_d = torch.optim.Adam(nets.disc_x.parameters(), lr=adv_lr)
         opt_g = torch.optim.Adam(nets.decoder.parameters(), lr=adv_lr)
+        if disc_loss == "paper":  # Eq. 6 on the real/fake output
+            def adv(v: torch.Tensor, target: float) -> torch.Tensor:
+                return _bce_logits(nets.disc_x(v)[1], target)
+        else:  # the authors' dae.py: BCE on the intermediate layer q, read as probabilities
+            def adv(v: torch.Tensor, target: float) -> torch.Tensor:
+                return _bce_clipped(nets.disc_x(v)[0], target)
 
         def step(batch):
             x = batch[0]
@@ -107,11 +131,11 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
             loss.backward()
             opt_ae.step()
             x_hat = nets.reconstruct(x)
-            d_loss = _bce_logits(nets.disc_x(x)[1], 1.0) + _bce_logits(nets.disc_x(x_hat.detach())[1], 0.0)
+            d_loss = adv(x, 1.0) + adv(x_hat.detach(), 0.0)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            g_loss = _bce_logits(nets.disc_x(x_hat)[1], 1.0)
+            g_loss = adv(x_hat, 1.0)
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
