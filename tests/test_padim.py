@@ -6,10 +6,8 @@ import pytest
 import torch
 
 import noveltylab
-from noveltylab import metrics
 
-from test_nln import _load_layout, make_mvtec_layout
-from test_patchcore import _weights_or_skip
+from test_patchcore import check_fashion_mnist_floor, check_localises
 
 
 def test_statistics_match_numpy_and_do_not_depend_on_batches(digits_split):
@@ -36,29 +34,11 @@ def test_bad_parameters(digits_split):
 
 
 def test_localises_generated_defects(tmp_path):
-    weights = _weights_or_skip()
-    root = make_mvtec_layout(tmp_path / "synthetic")
-    train, test = _load_layout(root)
-    det = noveltylab.create("padim", profile="cpu", weights=weights, device="cpu").fit(train.images)
-    maps = det.anomaly_map(test.images)
-    assert maps.shape == (len(test.images), 64, 64)
-    pix = metrics.pixel_summary(test.masks, maps)
-    assert pix["pixel_auroc"] > 0.9 and pix["pro"] > 0.6, pix
-    labels = (test.labels != 0).astype(int)
-    assert metrics.auroc(labels, det.score(test.images)) > 0.9
+    check_localises("padim", tmp_path)
 
 
 def test_fashion_mnist_auroc_floor(shared_data):
-    from noveltylab.data import load_dataset, one_class
-
-    weights = _weights_or_skip()
-    train = load_dataset("fashion-mnist", "train", data_dir=shared_data)
-    test = load_dataset("fashion-mnist", "test", data_dir=shared_data)
-    split = one_class(train, test, 1, max_train=100)  # trouser (measured 0.99 at 112 px)
-    idx = np.random.default_rng(0).choice(len(split.test), 300, replace=False)
-    det = noveltylab.create("padim", profile="cpu", weights=weights, device="cpu", input_size=112)
-    det.fit(split.train)
-    assert metrics.auroc(split.test_labels[idx], det.score(split.test[idx])) > 0.9
+    check_fashion_mnist_floor("padim", shared_data, 0.9)
 
 
 def test_save_load_round_trip_maps(digits_split, tmp_path):
