@@ -137,6 +137,7 @@ def test_cli_evaluate_and_html_report_structure(mvtec, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "image AUROC" in text and "pixel AUROC" in text and "at the model's threshold" in text
     rec = json.loads((out / "evaluation.json").read_text())
+    assert rec["command"].startswith("noveltylab ") and rec["git_commit"] and rec["date"]
     with open(out / "scores.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == rec["n_images"] == 50

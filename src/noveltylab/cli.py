@@ -238,7 +238,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.device:
         det.device = args.device
     result = evaluate(det, args.test_root, out_dir=args.output, batch_size=args.batch_size, top_k=args.top_k,
-                      model=str(args.model))
+                      model=str(args.model), command=["noveltylab", *sys.argv[1:]])
     print(summary_text(result))
     if args.output:
         print(f"evaluation written to {Path(args.output) / 'evaluation.json'} (+ scores.csv); "

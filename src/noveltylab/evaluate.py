@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -193,7 +194,8 @@ def _pixel_metrics(maps: list[np.ndarray], masks: list[np.ndarray]) -> dict[str,
 
 
 def evaluate(det: Detector, root_or_split: Any, *, out_dir: str | os.PathLike | None = None,
-             batch_size: int = 64, top_k: int = 12, model: str | None = None) -> dict[str, Any]:
+             batch_size: int = 64, top_k: int = 12, model: str | None = None,
+             command: Sequence[str] | None = None) -> dict[str, Any]:
     """Score a labelled test set with ``det`` and return (and with ``out_dir``, write) the evaluation.
 
     ``root_or_split``: a test folder (see :func:`load_test_folder`), a
@@ -203,7 +205,8 @@ def evaluate(det: Detector, root_or_split: Any, *, out_dir: str | os.PathLike | 
     localising methods on data with masks, and one row per image. With
     ``out_dir`` it writes ``evaluation.json``, ``scores.csv`` and the
     ``top_k`` most novel images (with heat maps when the method localises)
-    under ``top/``, which ``noveltylab report`` turns into HTML.
+    under ``top/``, which ``noveltylab report`` turns into HTML. ``model`` and
+    ``command`` (argv) are recorded with the git commit of the code.
     """
     if isinstance(root_or_split, TestSet):
         ts = root_or_split
@@ -254,6 +257,13 @@ def evaluate(det: Detector, root_or_split: Any, *, out_dir: str | os.PathLike | 
     }
     if result["pixel"] is not None:
         result["pixel"]["max_side"] = PIXEL_MAX_SIDE
+    from datetime import datetime, timezone
+
+    from .bench.provenance import git_commit
+
+    result["git_commit"] = git_commit()  # which code made these figures, and how
+    result["command"] = shlex.join(command) if command else None
+    result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if out_dir is not None:
         write_evaluation(result, out_dir, det, ts, top_k)
     return result

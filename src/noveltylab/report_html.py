@@ -151,7 +151,8 @@ def render(eval_dir: str | os.PathLike) -> str:
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-        f"<p>model: {html.escape(str(rec.get('model')))}; parameters: <code>{params}</code></p>",
+        f"<p>model: {html.escape(str(rec.get('model')))}; parameters: <code>{params}</code>; code: "
+        f"{html.escape(str(rec.get('git_commit')))}; evaluated {html.escape(str(rec.get('date')))}</p>",
         '<section id="summary"><h2>Summary</h2>', _table(["metric", "value"], summary, "summary-table"), "</section>",
         '<section id="curves" class="plots"><h2>ROC and precision-recall curves</h2>',
         _img(roc, "ROC curve"), _img(pr, "precision-recall curve"), "</section>",
