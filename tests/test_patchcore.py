@@ -54,6 +54,10 @@ def test_reweighting_and_pq_bank(digits_split):
     assert metrics.auroc(digits_split.test_labels, pq.score(digits_split.test)) > 0.8
     maps = pq.anomaly_map(digits_split.test[:4])
     assert maps.shape == (4, 8, 8) and np.all(np.isfinite(maps))
+    # the same coreset moved into a PQ index without refitting
+    plain.reindex("PQ16x4fs")
+    assert plain.index == "PQ16x4fs" and plain.bytes_per_patch_ == 8 and plain.bank_size_ == pq.bank_size_
+    assert metrics.auroc(digits_split.test_labels, plain.score(digits_split.test)) > 0.8
 
 
 def check_localises(method: str, tmp_path, **params) -> None:

@@ -151,6 +151,16 @@ class PatchCore(PatchFeatureDetector):
         b = min(int(self.num_neighbors), bank.shape[0])
         self.bank_nn_ = self.index_.search(self._bank_vectors(np.arange(bank.shape[0])), k=b)[1]
 
+    def reindex(self, index: str) -> "PatchCore":
+        """Put the fitted memory bank into another FAISS index (e.g. exact ``"Flat"`` -> ``"PQ32x4fs"``)
+        without refitting: the same coreset, compressed; sets ``self.index`` to match."""
+        self._check_fitted()
+        bank = self._bank_vectors(np.arange(self.bank_size_))
+        self.index = index
+        self.index_ = KNNIndex(index, gpu="auto", seed=self.seed).fit(bank)
+        self.bank_nn_ = self.index_.search(self._bank_vectors(np.arange(len(bank))), k=self.bank_nn_.shape[1])[1]
+        return self
+
     def _bank_vectors(self, ids: np.ndarray) -> np.ndarray:
         """Memory-bank vectors as the index stores them (decoded codes for PQ)."""
         out = self.index_.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
