@@ -543,6 +543,12 @@ def main() -> int:
     repo = Path(__file__).resolve().parents[1]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=repo).stdout.strip()  # the commit the probe starts from
+    noveltylab.available()  # import every method now, so that the code checked below is the code that runs
+    used = sorted({str(Path(m.__file__).resolve().relative_to(repo)) for name, m in list(sys.modules.items())
+                   if name.startswith("noveltylab") and getattr(m, "__file__", None)
+                   and Path(m.__file__).resolve().is_relative_to(repo)})
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks/probe_inputs.py", *used],
+                           capture_output=True, text=True, cwd=repo).stdout.strip()
     torch.set_num_threads(1)
     if not args.only_resources:
         for fn in (api_probes, file_probes, param_probes, persistence_probes, cli_probes, bench_mvtec_probe):
@@ -559,11 +565,6 @@ def main() -> int:
         if r["group"] == "resources":
             print(f"  {r['probe']}: {r['detail']}")
     if args.json:
-        used = sorted({str(Path(m.__file__).resolve().relative_to(repo)) for name, m in list(sys.modules.items())
-                       if name.startswith("noveltylab") and getattr(m, "__file__", None)
-                       and Path(m.__file__).resolve().is_relative_to(repo)})  # every module the probe ran
-        dirty = subprocess.run(["git", "diff", "--name-only", commit, "--", "benchmarks/probe_inputs.py", *used],
-                               capture_output=True, text=True, cwd=repo).stdout.strip()
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "command": "OMP_NUM_THREADS=1 python " + " ".join(["benchmarks/probe_inputs.py", *sys.argv[1:]]),
