@@ -134,8 +134,13 @@ def test_spec_run_writes_parts_then_one_record_and_resumes(tmp_path, capsys):
     assert [p.stat().st_mtime_ns for p in parts] == mtimes
     again = json.loads(rec_path.read_text())
     assert again["mean"] == rec["mean"] and again["per_task"] == rec["per_task"]
-    # removing one part reruns exactly that task
+    # a stopped run: --merge-only turns the parts there are into a subset record naming what is missing
     parts[0].unlink()
+    assert main(args + ["--merge-only"]) == 0
+    assert "0 run, 5 resumed" in capsys.readouterr().out
+    partial = json.loads(rec_path.read_text())
+    assert partial["missing_tasks"] == [parts[0].stem] and partial["subset"] is True
+    # removing one part reruns exactly that task
     assert main(args) == 0
     assert "1 run, 5 resumed" in capsys.readouterr().out
     # a changed setting does not reuse parts of another one

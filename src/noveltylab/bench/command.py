@@ -58,6 +58,8 @@ def add_bench_parser(sub: Any) -> None:
     p.add_argument("--allow-dirty", action="store_true",
                    help="run from a tree with uncommitted changes (recorded as such in every result)")
     p.add_argument("--dry-run", action="store_true", help="list the tasks and which are done; run nothing")
+    p.add_argument("--merge-only", action="store_true",
+                   help="run nothing: merge the finished part files of a stopped run into subset records")
     p.add_argument("--to-spec", nargs="+", metavar="RECORD", default=None,
                    help="print the [[entry]] tables that reproduce these result files (to paste into a spec)")
     p.set_defaults(func=cmd_bench)
@@ -151,7 +153,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for spec, settings in groups:
             summary = run_settings(settings, spec=spec, out_dir=args.out_dir, data_dir=args.data_dir,
                                    executor=executor, allow_dirty=args.allow_dirty, resume=not args.fresh,
-                                   command=bench_command(args))
+                                   command=bench_command(args), merge_only=args.merge_only)
             for line in summary_lines(summary):
                 print(line)
             status = status or (1 if summary.failed else 0)

@@ -318,10 +318,12 @@ class RunSummary:
 
 def run_settings(settings: Iterable[Setting], *, spec: Any = None, out_dir: str | Path | None = "benchmarks/results", data_dir: str | None = None,
                  executor: Any = None, command: str | None = None, allow_dirty: bool = False,
-                 resume: bool = True, progress: bool = True) -> RunSummary:
+                 resume: bool = True, progress: bool = True, merge_only: bool = False) -> RunSummary:
     """Run every task of ``settings`` (skipping finished parts), then merge and write each setting's records.
 
     ``out_dir=None`` keeps everything in memory (no parts, no records written, no dirty-tree check).
+    ``merge_only`` runs nothing: the finished parts of a stopped run become (subset) records that list
+    their ``missing_tasks``.
     """
     settings = list(settings)
     for s in settings:
@@ -374,7 +376,8 @@ def run_settings(settings: Iterable[Setting], *, spec: Any = None, out_dir: str 
         print(f"[bench] FAILED {job.setting.label} {job.setting.dataset} {job.name} seed={job.seed}: "
               f"{error.strip().splitlines()[-1] if error.strip() else 'unknown error'}", file=sys.stderr, flush=True)
 
-    if todo:
+    missing = {(j.setting.key(), j.id) for j in todo} if merge_only else set()
+    if todo and not merge_only:
         executor.run(todo, data_dir, command, on_done, on_fail)
     wall = time.perf_counter() - started
     records: list[dict[str, Any]] = []
@@ -392,10 +395,13 @@ def run_settings(settings: Iterable[Setting], *, spec: Any = None, out_dir: str 
         for rec in records_from_parts(s, parts, failed=bad, spec=spec, command=command, allow_dirty=allow_dirty,
                                       executor=executor.name, wall_seconds=wall, default_tasks=default,
                                       task_order=[j.name for j in jobs]):
+            rec["missing_tasks"] = [j.id for j in jobs if (s.key(), j.id) in missing]
+            rec["subset"] = rec["subset"] or bool(rec["missing_tasks"])
             if out_dir is not None:
                 rec["file"] = str(write_record(rec, out_dir))
             records.append(rec)
-    return RunSummary(records=records, ran=len(todo) - len(failed), skipped=skipped, failed=failures)
+    ran = 0 if merge_only else len(todo) - len(failed)
+    return RunSummary(records=records, ran=ran, skipped=skipped, failed=failures)
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
