@@ -61,6 +61,10 @@ PAPER_COLUMNS = {"DeepSVDD": ("deep-svdd",), "GT": ("gt",), "MHRot": ("mhrot",),
 
 
 def _paper_dataset(name: str) -> str | None:
+    """The paper's row for a library data set name; None for generated sets (e.g. a synthetic
+    MVTec-layout tree is not MVTec-AD, so no paper number is put beside it)."""
+    if "synthetic" in name.lower():
+        return None
     base = name.split(":")[0].lower()
     return DATASETS.get(base) or DATASETS.get(base.split("-jpeg")[0])
 
