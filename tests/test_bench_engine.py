@@ -378,3 +378,31 @@ def test_named_extra_metrics(tmp_path):
         assert b <= auc and int(e["metrics"]["bottom1_class"][0]) != e["task"]
     with pytest.raises(SpecError, match="unknown extras \\['nope'\\]"):
         parse_spec(SPEC.replace('row = "raw pixels"', 'extras = ["nope"]'), "t.toml")
+
+
+def test_diagnostics_are_recorded_and_fallback_tasks_leave_the_mean(tmp_path, monkeypatch):
+    """A detector's diagnostics() reach each task of the record; a task where the method fell back
+    (e.g. FITYMI scored with pretrained features) is named and not counted in the mean."""
+    from noveltylab.methods.baselines import RawNN
+
+    current = {"task": None}
+
+    def diagnostics(self):
+        return {"fallback": "pretrained features" if current["task"] == "1" else None,
+                "n": int(self.index_.ntotal)}
+
+    real_run = engine.run_task
+
+    def run_task(job, *a, **k):
+        current["task"] = job.name
+        return real_run(job, *a, **k)
+
+    monkeypatch.setattr(RawNN, "diagnostics", diagnostics, raising=False)
+    monkeypatch.setattr(engine, "run_task", run_task)
+    rec = run_settings([_setting()], out_dir=None, progress=False, executor=SequentialExecutor()).records[0]
+    assert rec["fallback_tasks"] == ["1"]
+    per = {e["name"]: e for e in rec["per_task"]}
+    assert all(d["n"] > 0 for d in per["0"]["diagnostics"]) and per["1"]["diagnostics"][0]["fallback"]
+    kept = [np.mean(per[n]["metrics"]["auroc"]) for n in ("0", "2")]
+    assert rec["mean"]["auroc"] == pytest.approx(np.mean(kept))
+    assert rec["mean"]["auroc"] != pytest.approx(np.mean([np.mean(e["metrics"]["auroc"]) for e in per.values()]))

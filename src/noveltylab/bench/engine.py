@@ -33,7 +33,7 @@ from ..data import load_dataset
 from ..data.protocols import PROTOCOLS, Split
 from ..detector import create, get_class, json_default, resolve_device
 from . import provenance
-from .runner import (ExtraMetrics, _accepts, _parse_task, _slug, _summarise, _task_name, calibrated_threshold,
+from .runner import (ExtraMetrics, fallback_tasks, _accepts, _parse_task, _slug, _summarise, _task_name, calibrated_threshold,
                      evaluate_split, peak_memory_mb, result_filename, score_split, set_threads, write_record,
                      SCHEMA)
 from .spec import ENGINE_OPTIONS, Setting, SpecError, Variant
@@ -227,7 +227,12 @@ def records_from_parts(setting: Setting, parts: Sequence[dict[str, Any]], *, fai
                 e["metrics"].setdefault(k, []).append(v)
             e["train_seconds"].append(r["train_seconds"])
             e["score_images_per_s"].append(r["score_images_per_s"])
+            if "diagnostics" in r:
+                e.setdefault("diagnostics", []).append(r["diagnostics"])
+        excluded = fallback_tasks(parts)
         mean, train_s, ips = _summarise(list(per_task.values()), seeds)
+        if excluded and len(excluded) < len(per_task):  # the mean counts only tasks the method really ran
+            mean = _summarise([e for n, e in per_task.items() if n not in excluded], seeds)[0]
         commits = sorted({p["commit"] for p in parts})
         label = variant.label if variant else setting.label
         notes = " ".join(x for x in [setting.notes, variant.notes if variant else ""] if x)
@@ -259,7 +264,7 @@ def records_from_parts(setting: Setting, parts: Sequence[dict[str, Any]], *, fai
             "match": (variant.match if variant and variant.match else setting.match),
             "spec": getattr(spec, "path", None), "paper": getattr(spec, "paper", ""),
             "paper_table": getattr(spec, "table", ""), "setting_key": setting.key(),
-            "failed_tasks": list(failed),
+            "failed_tasks": list(failed), "fallback_tasks": excluded,
         }
         if setting.paper_key and variant is None:
             rec["paper_key"] = setting.paper_key

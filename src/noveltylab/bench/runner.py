@@ -123,7 +123,18 @@ def evaluate_split(det: Detector, split: Split, extra_metrics: ExtraMetrics | No
     det.fit(split.train, val=split.val if len(split.val) else None, **kwargs)
     train_s = time.perf_counter() - t0
     res = score_split(det, split, extra_metrics, calibrated_threshold(det, split))
-    return {**res, "train_seconds": train_s, "n_train": len(split.train), "n_val": len(split.val)}
+    out = {**res, "train_seconds": train_s, "n_train": len(split.train), "n_val": len(split.val)}
+    diagnostics = getattr(det, "diagnostics", None)
+    if callable(diagnostics):  # e.g. FITYMI's FID per check / stop epoch, UNODE's AutoAugOOD weights
+        out["diagnostics"] = diagnostics()
+    return out
+
+
+def fallback_tasks(parts: Sequence[dict[str, Any]]) -> list[str]:
+    """Tasks where the method fell back to something else in any seed (``diagnostics()["fallback"]``,
+    e.g. FITYMI's collapsed fine-tuning scored with pretrained features): named in the record and
+    left out of the method's mean (and of its variants' means)."""
+    return sorted({p["name"] for p in parts if (p["results"][0].get("diagnostics") or {}).get("fallback")})
 
 
 def run_benchmark(method: str, dataset: str, protocol: str, *, classes: Sequence[Any] | None = None,
