@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -232,6 +233,10 @@ def _as_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
         x = x.astype(x.dtype.newbyteorder("="))
     if any(s < 0 for s in x.strides):
         x = np.ascontiguousarray(x)
+    if not x.flags.writeable:
+        with warnings.catch_warnings():  # shared read-only memory is never written here (copied later)
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(x)
     return torch.from_numpy(x)
 
 
