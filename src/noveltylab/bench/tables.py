@@ -10,7 +10,10 @@ A README marks a table with a start marker that says what to show, and an end ma
 optional filter, ``kind`` the table: ``records`` (default: one row per record
 with paper number, extra AUROCs, cost and per-class AUROCs), ``nln`` (NLN vs
 plain scoring of the same models, and the studies), ``headline`` (one row per
-paper and method: the widest record with a paper number). ``noveltylab report``
+paper and method: the widest record with a paper number), ``table2`` (paper 003
+Tables 2/3 per class with win counts, ``table2.py``), ``nln-gain`` (paper 000
+Tables 1/2, % gain from NLN per family, ``nln_gain.py``), ``nln-alpha`` (paper 000 Fig. 6 analogue:
+metrics over alpha, ``nln_gain.py``). ``noveltylab report``
 rewrites every marked table under the project's README.md and method READMEs.
 """
 from __future__ import annotations
@@ -94,6 +97,13 @@ def nln_table(records: list[dict[str, Any]]) -> str:
     return out
 
 
+def headline_rank(r: dict[str, Any]) -> tuple:
+    """How well a record stands for its method (higher is better): complete runs first, then exact
+    protocol and data, the paper profile, the most classes x seeds, the method's own label."""
+    return (not r.get("subset"), not analogue_reasons(r), r.get("profile") == "paper",
+            len(r["tasks"]) * len(r["seeds"]), r["label"] == r["method"])
+
+
 def headline_table(records: list[dict[str, Any]]) -> str:
     """One row per paper and method: its record with a paper number covering the most classes x seeds
     (complete runs first, then the paper profile)."""
@@ -104,8 +114,7 @@ def headline_table(records: list[dict[str, Any]]) -> str:
             continue
         paper = (_paper_ref(refs, r) or {}).get("source", "").split(" ")[0]
         key = (paper, r["method"])
-        rank = (not r.get("subset"), not analogue_reasons(r), r.get("profile") == "paper",
-                len(r["tasks"]) * len(r["seeds"]), r["label"] == r["method"])
+        rank = headline_rank(r)
         if key not in best or rank > best[key][0]:
             best[key] = (rank, r)  # type: ignore[assignment]
     out = ["| paper | method | setting | paper AUROC | ours | Δ / analogue |", "|---|---|---|---|---|---|"]
@@ -121,7 +130,26 @@ def headline_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-KINDS = {"records": records_table, "nln": nln_table, "headline": headline_table}
+def _table2(records: list[dict[str, Any]]) -> str:
+    from .table2 import table2_markdown  # imports this module
+
+    return table2_markdown(records)
+
+
+def _nln_gain(records: list[dict[str, Any]]) -> str:
+    from .nln_gain import nln_gain_markdown  # imports this module
+
+    return nln_gain_markdown(records)
+
+
+def _nln_alpha(records: list[dict[str, Any]]) -> str:
+    from .nln_gain import alpha_sweep_markdown  # imports this module
+
+    return alpha_sweep_markdown(records)
+
+
+KINDS = {"records": records_table, "nln": nln_table, "headline": headline_table, "table2": _table2,
+         "nln-gain": _nln_gain, "nln-alpha": _nln_alpha}
 
 
 def _attrs(text: str) -> dict[str, str]:
