@@ -256,6 +256,9 @@ def test_real_weights_fashion_mnist_dn2_and_fitymi():
     assert auroc(y, s) > 0.75  # 64-px MobileNetV2 features, 150 normal images (measured 0.81)
     f = nl.create("fitymi", profile="demo").fit(xtr)
     assert auroc(y, f.score(xte)) > 0.7
+    # the non-generative control (issue 13.3): blurred + noised trousers as fakes (measured 0.978)
+    c = nl.create("fitymi", profile="demo", fakes="blur-noise").fit(xtr)
+    assert auroc(y, c.score(xte)) > 0.85
 
 
 def test_feature_scaler_kinds_and_state():

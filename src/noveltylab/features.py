@@ -26,7 +26,8 @@ choose a folder themselves). An entry is one batch of images and one layer,
 keyed by backbone, a SHA-256 of the (truncated) backbone weights, input size,
 layer, and a SHA-256 of the batch's pixels; values are the exact float32 maps,
 so cached and uncached runs give identical scores. This module is the only
-place the patch-feature detectors touch files.
+place the patch-feature detectors touch files. :func:`cached_rows` serves the
+pooled features of DN2 (and FITYMI's pretrained fallback) the same way, one entry per image.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_VERSION = 1
 
 __all__ = ["FeatureMaps", "MAP_BACKBONES", "default_layers", "check_layers", "feature_cache", "active_cache_dir",
-           "extract_maps", "iter_maps", "upsample_blur", "ENV_FEATURE_CACHE"]
+           "extract_maps", "iter_maps", "cached_rows", "module_sha256", "upsample_blur", "ENV_FEATURE_CACHE"]
 
 
 def default_layers(backbone: str, method: str) -> list:
@@ -141,18 +142,23 @@ class FeatureMaps(nn.Module):
     def weights_sha256(self) -> str:
         """SHA-256 over the kept backbone tensors (names, shapes, values): the cache's weights key."""
         if self._weights_sha is None:
-            h = hashlib.sha256()
-            for k, v in sorted(self.state_dict().items()):
-                h.update(k.encode())
-                h.update(str(tuple(v.shape)).encode())
-                h.update(v.detach().cpu().contiguous().numpy().tobytes())
-            self._weights_sha = h.hexdigest()
+            self._weights_sha = module_sha256(self)
         return self._weights_sha
 
     def setting(self, layer) -> dict:
         """What determines one layer's maps (the cache key apart from the images)."""
         return {"v": CACHE_VERSION, "backbone": self.backbone, "weights_sha256": self.weights_sha256(),
                 "input_size": self.input_size, "layer": layer}
+
+
+def module_sha256(module: nn.Module) -> str:
+    """SHA-256 over a module's state (names, shapes, values): the cache's weights key."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def fuse_conv_bn(module: nn.Module) -> None:
@@ -211,7 +217,7 @@ def _entry(root: Path, setting: dict, images_sha: str) -> Path:
     return root / "features" / key / f"{images_sha[:40]}.npy"
 
 
-def _read_entry(path: Path, n: int) -> np.ndarray | None:
+def _read_entry(path: Path, n: int, ndim: int | None = 4) -> np.ndarray | None:
     if not path.is_file():
         return None
     try:
@@ -219,7 +225,7 @@ def _read_entry(path: Path, n: int) -> np.ndarray | None:
     except (OSError, ValueError) as exc:
         warnings.warn(f"ignoring unreadable feature-cache file {path}: {exc}", stacklevel=4)
         return None
-    if a.dtype != np.float32 or a.ndim != 4 or a.shape[0] != n:
+    if a.dtype != np.float32 or (ndim is not None and a.ndim != ndim) or a.ndim < 1 or a.shape[0] != n:
         warnings.warn(f"ignoring feature-cache file {path} with unexpected shape {a.shape}", stacklevel=4)
         return None
     return a
@@ -255,6 +261,32 @@ def extract_maps(extractor: FeatureMaps, x: torch.Tensor, device: torch.device |
         if hit is None:
             _write_entry(path, extractor.setting(layer), m.detach().cpu().float().contiguous().numpy())
     return maps
+
+
+def cached_rows(setting: dict, x: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``compute(x)`` (float32, one row per image) through the active cache, **one entry per image**
+    (keyed by ``setting`` and the image's pixel SHA-256), so any subset or order of cached images is
+    served from disk (e.g. the near-ND test set, a subset of the one-class one); only the missing
+    images are computed, as one batch. ``setting`` names everything but the pixels that determines
+    the output (``v`` = :data:`CACHE_VERSION`, backbone, weights SHA-256, input size, output name).
+    Pooled-feature detectors (DN2) use it as the feature-map detectors use :func:`extract_maps`."""
+    root = active_cache_dir()
+    if root is None:
+        with torch.no_grad():
+            return compute(x)
+    paths = [_entry(root, setting, _images_sha256(x[i:i + 1])) for i in range(x.shape[0])]
+    rows: list[np.ndarray | None] = [_read_entry(p, 1, ndim=None) for p in paths]
+    missing = [i for i, r in enumerate(rows) if r is None]
+    if missing:
+        with torch.no_grad():
+            out = compute(x if len(missing) == x.shape[0] else x[missing])
+        out_np = out.detach().cpu().float().contiguous().numpy()
+        for j, i in enumerate(missing):
+            rows[i] = out_np[j:j + 1]
+            _write_entry(paths[i], setting, rows[i])
+        if len(missing) == x.shape[0]:
+            return out
+    return torch.from_numpy(np.concatenate(rows)).to(x.device)
 
 
 def iter_maps(extractor: FeatureMaps, x: torch.Tensor, batch_size: int,

@@ -66,6 +66,7 @@ class Backbone(nn.Module):
             net.head = nn.Identity()
             n_blocks = len(net.blocks)
         self.net = net
+        self.input_size = int(input_size)
         self.n_blocks = n_blocks
         self.n_frozen = int(round(n_blocks * frozen_fraction))
         self.dim = int(net.feature_dim)
@@ -90,6 +91,14 @@ class Backbone(nn.Module):
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         return self.embed(x01)
 
+    def cache_setting(self) -> dict[str, Any]:
+        """Key of this backbone's pooled features in the on-disk feature cache (:mod:`noveltylab.features`):
+        backbone, SHA-256 of the current weights, input size. Valid only while the weights do not change."""
+        from ..features import CACHE_VERSION, module_sha256
+
+        return {"v": CACHE_VERSION, "backbone": self.kind, "weights_sha256": module_sha256(self),
+                "input_size": self.input_size, "layer": "pooled"}
+
     def freeze_front(self) -> list[nn.Parameter]:
         """Freeze the front (stem/tokens and first blocks); return the trainable tail parameters."""
         for p in self.parameters():
@@ -102,6 +111,30 @@ class Backbone(nn.Module):
         for p in params:
             p.requires_grad_(True)
         return params
+
+
+class _CachedEmbed:
+    """``net.embed`` one batch at a time through the active feature cache (key fixed at creation)."""
+
+    def __init__(self, net: Backbone) -> None:
+        self.net = net
+        self.input_size = net.input_size  # map_batches caps the batch by the resized size
+        self.setting = net.cache_setting()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from ..features import cached_rows
+
+        return cached_rows(self.setting, x, self.net.embed)
+
+
+def pretrained_features(net: Backbone, x: torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:
+    """Pooled features of ``x`` from a backbone whose weights are the pretrained ones (unchanged), read
+    from / written to the on-disk feature cache when one is active (``$NOVELTYLAB_FEATURE_CACHE``), so
+    each image set is embedded once per setting; identical values either way."""
+    from ..features import active_cache_dir
+
+    fn = net.embed if active_cache_dir() is None else _CachedEmbed(net)
+    return map_batches(fn, x, batch_size=batch_size, device=device).numpy()
 
 
 FEATURE_NORMS = ("none", "l2", "standardise")
@@ -216,12 +249,35 @@ class DN2(Detector):
         return Backbone(self.backbone, path, self.input_size).to(self.device_).eval()
 
     def _features(self, x: torch.Tensor) -> np.ndarray:
-        return map_batches(self.net_.embed, x, batch_size=self.batch_size, device=self.device_).numpy()
+        return pretrained_features(self.net_, x, self.batch_size, self.device_)
 
     def _fit(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
         self.net_ = self._build(self._weights_path)
+        self.train_features_ = self._features(x)  # raw (unscaled): set_scoring re-scales without re-embedding
+        self._fit_index()
+
+    def _fit_index(self) -> None:
         self.scaler_ = FeatureScaler(self.feature_norm)
-        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(self.scaler_.fit_transform(self._features(x)))
+        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(
+            self.scaler_.fit_transform(self.train_features_))
+
+    def set_scoring(self, val: Any = None, **params: Any) -> "DN2":
+        """Change ``feature_norm`` of a fitted model without re-embedding the training images (the
+        bench's scoring variants); ``val`` is unused (kept for the variants' interface). Needs the
+        raw training features of this session's fit (a loaded model has only the scaled index)."""
+        self._check_fitted()
+        bad = set(params) - {"feature_norm"}
+        if bad:
+            raise ValueError(f"dn2.set_scoring changes only ['feature_norm'], not {sorted(bad)}")
+        if "feature_norm" not in params or params["feature_norm"] == self.feature_norm:
+            return self
+        FeatureScaler(params["feature_norm"])  # validates
+        if getattr(self, "train_features_", None) is None:
+            raise ValueError("dn2.set_scoring needs the training features of a fit in this session; a loaded "
+                             "model keeps only its scaled index: refit with the new feature_norm instead")
+        self.feature_norm = params["feature_norm"]
+        self._fit_index()
+        return self
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         return self.index_.score(self.scaler_.transform(self._features(x)), k=self.k, agg=self.agg)  # type: ignore[arg-type]
@@ -238,3 +294,4 @@ class DN2(Detector):
         self.net_.eval()
         self.index_ = KNNIndex.from_state(state, meta, "knn")
         self.scaler_ = FeatureScaler.from_state(self.feature_norm, state)
+        self.train_features_ = None

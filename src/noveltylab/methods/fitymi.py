@@ -31,6 +31,7 @@ authors' pre-generated sets).
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -44,10 +45,35 @@ from ..images import ImageError, as_images
 from ..knn import KNNIndex
 from ..train import map_batches, train_loop
 from .guards import features_collapsed
-from .dn2 import Backbone, FeatureScaler, check_backbone_params, resolve_weights
+from .dn2 import Backbone, FeatureScaler, check_backbone_params, pretrained_features, resolve_weights
 
 
 FID_RULES = ("relative", "absolute")
+# where the fake anomalies come from: the early-stopped score-SDE (the paper), or the control of
+# issue 13.3 - blurred and noised normal images (no generative model) at the same budget
+FAKES = ("generator", "blur-noise")
+BLUR_SIGMA = (1.0, 2.0)    # Gaussian blur sigma range, pixels of a 32-px image (scaled with the size)
+NOISE_STD = (0.05, 0.15)   # additive Gaussian noise std range (images in [0, 1])
+
+
+def blur_noise_fakes(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` non-generative fakes from the normal images ``x`` (float NCHW in [0, 1]): each is a normal
+    image (a seeded permutation, cycled when ``n > len(x)``) blurred with a Gaussian of sigma drawn from
+    :data:`BLUR_SIGMA` (kornia) and then given Gaussian noise of std drawn from :data:`NOISE_STD`,
+    clipped to [0, 1]. The ranges were fixed in advance (visible but not destructive at 28-32 px)."""
+    from kornia.filters import gaussian_blur2d
+
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.cat([torch.randperm(len(x), generator=g) for _ in range(-(-n // len(x)))])[:n]
+    src = x[idx].float()
+    side_scale = max(1.0, max(x.shape[-2:]) / 32)
+    lo, hi = BLUR_SIGMA
+    sigma = (lo + (hi - lo) * torch.rand(n, generator=g)) * side_scale
+    k = 2 * int(math.ceil(3 * float(sigma.max()))) + 1
+    blurred = gaussian_blur2d(src, (k, k), sigma[:, None].expand(n, 2).contiguous(), border_type="reflect")
+    lo, hi = NOISE_STD
+    std = (lo + (hi - lo) * torch.rand(n, generator=g)).view(n, 1, 1, 1)
+    return (blurred + std * torch.randn(src.shape, generator=g)).clamp(0, 1).to(x.dtype)
 
 
 @register
@@ -97,9 +123,10 @@ class FITYMI(Detector):
                  ft_epochs: int = 30, ft_lr: float = 4e-4, ft_weight_decay: float = 5e-5,
                  ft_momentum: float = 0.0, ft_batch_size: int = 16, augment: bool = True,
                  k: int = 2, agg: str = "sumsq", index: str = "Flat", batch_size: int = 128,
-                 feature_norm: str = "none", seed: int = 0, device: str = "auto") -> None:
+                 feature_norm: str = "none", fakes: str = "generator", seed: int = 0, device: str = "auto") -> None:
         super().__init__(seed=seed, device=device)
         self.feature_norm = feature_norm
+        self.fakes = fakes
         self.backbone = backbone
         self.weights = weights
         self.input_size = input_size
@@ -134,6 +161,10 @@ class FITYMI(Detector):
         self.batch_size = batch_size
 
     # -- checks -----------------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        if self.fakes not in FAKES:
+            raise ValueError(f"fitymi: fakes must be one of {FAKES}, got {self.fakes!r}")
+
     def _check_input(self, x: torch.Tensor) -> None:
         check_backbone_params(self.backbone, self.input_size, self.k, self.agg, self.batch_size)
         if x.shape[0] < self.k:
@@ -168,7 +199,8 @@ class FITYMI(Detector):
             raise ValueError("learning rates must be > 0")
         self._weights_path = resolve_weights(self.backbone, self.weights)
         self._fid_weights = None
-        if self.fid_extractor == "mobilenet_v2" and getattr(self, "_given_fakes", None) is None:
+        if (self.fid_extractor == "mobilenet_v2" and getattr(self, "_given_fakes", None) is None
+                and self.fakes == "generator"):
             self._fid_weights = (self._weights_path if self.backbone == "mobilenet_v2"
                                  else resolve_weights("mobilenet_v2", "auto" if self.weights else None))
 
@@ -290,6 +322,8 @@ class FITYMI(Detector):
 
     # -- Detector hooks ----------------------------------------------------------------------
     def _features(self, x: torch.Tensor) -> np.ndarray:
+        if self.ft_collapsed_:  # the pretrained backbone (DN2's features): through the feature cache
+            return pretrained_features(self.net_, x, self.batch_size, self.device_)
         return map_batches(self.net_.embed, x, batch_size=self.batch_size, device=self.device_).numpy()
 
     def _fit(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
@@ -301,9 +335,14 @@ class FITYMI(Detector):
             fakes = given
             self.gen_checks_, self.gen_stop_epoch_ = [], None
             self.fid_rule_info_ = {"rule": "given fakes (no generator)"}
+        elif self.fakes == "blur-noise":
+            fakes = blur_noise_fakes(x, int(self.n_fakes) if self.n_fakes is not None else len(x), self.seed + 1)
+            self.gen_checks_, self.gen_stop_epoch_ = [], None
+            self.fid_rule_info_ = {"rule": "blur-noise fakes (no generator)"}
         else:
             fakes = self._generate(x, val)
         self.fakes_ = fakes
+        self.ft_collapsed_ = False
         self.net_ = self._build(self._weights_path)
         self._finetune(x, fakes)
         feats = self._features(x)
