@@ -109,6 +109,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    np.random.seed(a.seed)  # anomalib's coreset projection draws from numpy's global RNG (random_state=None)
     d = np.load(a.inp)
     t0 = time.perf_counter()
     if a.method == "patchcore":
