@@ -48,8 +48,9 @@ def test_new_corruptions_shape_range_seed_and_graded_severity(name: str, c: int)
 
 
 def test_published_sets_are_implemented() -> None:
-    assert len(A.CIFAR10_C) == 17 and len(A.MNIST_C) == 15  # 19 and 15 published; frost and snow need assets
-    assert not {"frost", "snow"} & set(A.ALL_CORRUPTIONS)
+    assert len(A.CIFAR10_C) == 17 and len(A.MNIST_C) == 15  # 19 and 15 published; earlier runs' set: no snow
+    assert set(A.CIFAR10_C_NOFROST) - set(A.CIFAR10_C) == {"snow"} and len(A.CIFAR10_C_NOFROST) == 18
+    assert "frost" not in A.ALL_CORRUPTIONS  # needs the published frost photographs
     x = _imgs(3, n=2)
     for name in A.ALL_CORRUPTIONS:
         assert A.corrupt(x, name, 2, torch.Generator().manual_seed(0)).shape == x.shape
@@ -74,7 +75,7 @@ def test_geometric_ones_are_what_they_say() -> None:
     assert float(e.sum()) == 0 and float(edges[..., 12:16, 12:16].sum()) == 0 and float(edges.sum()) > 0
 
 
-@pytest.mark.parametrize("which", ["mnist-c", "cifar10-c"])
+@pytest.mark.parametrize("which", ["mnist-c", "cifar10-c", "cifar10-c-nofrost"])
 def test_corrupted_protocol_uses_the_named_set(which: str) -> None:
     from noveltylab.data.corrupted import corrupt_images
 
@@ -83,7 +84,21 @@ def test_corrupted_protocol_uses_the_named_set(which: str) -> None:
     assert out.shape == imgs.shape and out.dtype == np.uint8
     names = A.CORRUPTION_SETS[which]
     assert idx.max() < len(names) and len(np.unique(idx)) > len(names) // 2
-    with pytest.raises(ValueError, match="use one of the sets mixed, cifar10-c, mnist-c"):
+    with pytest.raises(ValueError, match="use one of the sets mixed, cifar10-c, mnist-c, cifar10-c-nofrost"):
         corrupt_images(imgs, "frost", 3)
     one, _ = corrupt_images(imgs, "zigzag", 3, seed=0)
     assert not np.array_equal(one, imgs)
+
+
+def test_snow_adds_bright_falling_streaks() -> None:
+    """CIFAR-10-C snow: a brighter image with streaks that run down (angles -135..-45 degrees), not a blur."""
+    x = torch.full((8, 3, 32, 32), 0.2)
+    y = A.corrupt(x, "snow", 4, torch.Generator().manual_seed(0))
+    assert float(y.mean()) > float(x.mean()) + 0.05
+    flakes = (y - y.amin((2, 3), keepdim=True))[:, 0]  # snow layer (+ its 180-degree rotation)
+    # streaks: neighbours along the columns agree more than along the rows
+    vert = float((flakes[:, 1:, :] - flakes[:, :-1, :]).abs().mean())
+    horiz = float((flakes[:, :, 1:] - flakes[:, :, :-1]).abs().mean())
+    assert vert < 0.8 * horiz
+    grey = A.corrupt(torch.zeros(2, 1, 28, 28), "snow", 3, torch.Generator().manual_seed(1))
+    assert grey.shape == (2, 1, 28, 28) and 0 < float(grey.mean()) < 0.5

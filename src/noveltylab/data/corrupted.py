@@ -8,7 +8,8 @@ shifts. Options:
 * ``corruption``: a name from :data:`noveltylab.augment.ALL_CORRUPTIONS`, or a set:
   ``"mixed"`` (default; the 11 corruptions of :data:`~noveltylab.augment.CORRUPTIONS`),
   ``"cifar10-c"`` or ``"mnist-c"`` (the published lists, without the ones that need external
-  data): each test image gets one corruption of the set drawn uniformly at random (seeded);
+  data), ``"cifar10-c-nofrost"`` (``cifar10-c`` plus the procedural snow: every CIFAR-10-C type
+  but frost): each test image gets one corruption of the set drawn uniformly at random (seeded);
 * ``severity``: 1..5 (default 3);
 * ``corruption_seed``: seed of the corruption noise (default 0; independent of the
   training seed so that every seed sees the same corrupted test set).
@@ -82,4 +83,5 @@ def _task(train: ImageSet, test: ImageSet, task: object, **kw: Any) -> Split:
 if "one-class-corrupted" not in PROTOCOLS:
     register_protocol("one-class-corrupted", _task, lambda d: list(range(d.num_classes)),
                       "one-class with every test image (normal and novel) corrupted by common corruptions "
-                      "(options corruption=mixed|cifar10-c|mnist-c|<name>, severity=1..5, corruption_seed=0)")
+                      "(options corruption=mixed|cifar10-c|cifar10-c-nofrost|mnist-c|<name>, severity=1..5, "
+                      "corruption_seed=0)")
