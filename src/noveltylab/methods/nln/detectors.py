@@ -49,7 +49,8 @@ class NLNDetector(Detector):
                  latent_dim: int = 32, filters: int = 32, epochs: int = 50, batch_size: int = 128,
                  lr: float | None = None, adv_lr: float | None = None, recon_weight: float = 50.0,
                  max_side: int = 64, index: str = "Flat", val_fraction: float = 0.1, score_batch: int = 256,
-                 disc_loss: str = "paper", seed: int = 0, device: str = "auto") -> None:
+                 disc_loss: str = "paper", channels_last: bool = False, seed: int = 0,
+                 device: str = "auto") -> None:
         super().__init__(seed=seed, device=device)
         self.nln = nln
         self.error = error
@@ -67,6 +68,7 @@ class NLNDetector(Detector):
         self.val_fraction = val_fraction
         self.score_batch = score_batch
         self.disc_loss = disc_loss
+        self.channels_last = channels_last
 
     # --- parameters ---------------------------------------------------------------------
     def _error_kind(self) -> str:
@@ -160,7 +162,7 @@ class NLNDetector(Detector):
                          disc_loss=str(self.disc_loss))
         self.history_ = train_loop(step, units, modules=self.nets_.modules_dict(), epochs=int(self.epochs),
                                    batch_size=int(self.batch_size), device=self.device_, seed=self.seed,
-                                   desc=self.name)
+                                   desc=self.name, channels_last=bool(self.channels_last))
         self.nets_.eval()
         self.z_train_ = map_batches(self.nets_.encode, units, batch_size=int(self.score_batch),
                                     device=self.device_).float()
@@ -272,12 +274,12 @@ class NLNPatchDetector(NLNDetector):
                  lr: float | None = None, adv_lr: float | None = None, recon_weight: float = 50.0,
                  image_size: int = 512, patch_size: int = 128, crops_per_image: int = 16, rot90: bool = True,
                  index: str = "Flat", val_fraction: float = 0.1, score_batch: int = 64,
-                 alpha_convention: str = "paper", disc_loss: str = "paper", seed: int = 0,
-                 device: str = "auto") -> None:
+                 alpha_convention: str = "paper", disc_loss: str = "paper", channels_last: bool = False,
+                 seed: int = 0, device: str = "auto") -> None:
         super().__init__(nln=nln, error=error, k=k, alpha=alpha, latent_dim=latent_dim, filters=filters,
                          epochs=epochs, batch_size=batch_size, lr=lr, adv_lr=adv_lr, recon_weight=recon_weight,
                          index=index, val_fraction=val_fraction, score_batch=score_batch, disc_loss=disc_loss,
-                         seed=seed, device=device)
+                         channels_last=channels_last, seed=seed, device=device)
         del self.max_side  # not a parameter of the patch models
         self.alpha_convention = alpha_convention
         self.image_size = image_size

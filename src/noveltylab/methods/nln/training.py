@@ -21,13 +21,20 @@ extra (adversarial / consistency) updates inside the same step function.
 * ``aecon`` (GANomaly, authors' ``ganomaly.py``): f, g and E2 minimise
   ``recon_weight * BCE + adversarial + |f(x) - E2(x_hat)|`` (``lr``; E2 only
   sees the consistency term); discriminator step with ``adv_lr``.
+
+Speed without changing the updates: in a generator step the discriminator's
+parameters do not require gradients (their gradients were never used: its
+optimizer clears them before its own step), and AE-res's generator step runs
+the encoder without autograd (only the decoder steps there).
 """
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .models import NLNNetworks
 
@@ -44,6 +51,19 @@ def _bce_clipped(p: torch.Tensor, target: float) -> torch.Tensor:
     """Keras ``BinaryCrossentropy()`` on values read as probabilities: clip, then mean BCE."""
     p = p.clamp(_KERAS_EPS, 1 - _KERAS_EPS)
     return F.binary_cross_entropy(p, torch.full_like(p, target))
+
+
+@contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    """``module``'s parameters without gradients inside the block (gradients still reach its input)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float = 50.0,
@@ -105,7 +125,8 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
             d_loss.backward()
             opt_d.step()
             # generator: the encoder learns to fool the discriminator
-            g_loss = _bce_logits(nets.disc_z(z), 1.0)
+            with _frozen(nets.disc_z):
+                g_loss = _bce_logits(nets.disc_z(z), 1.0)
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
@@ -130,12 +151,15 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
             opt_ae.zero_grad(set_to_none=True)
             loss.backward()
             opt_ae.step()
-            x_hat = nets.reconstruct(x)
+            with torch.no_grad():  # only the decoder steps in the generator update
+                z = nets.encode(x)
+            x_hat = nets.decoder(z)
             d_loss = adv(x, 1.0) + adv(x_hat.detach(), 0.0)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            g_loss = adv(x_hat, 1.0)
+            with _frozen(nets.disc_x):
+                g_loss = adv(x_hat, 1.0)
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
@@ -153,7 +177,8 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
             logits = nets.decoder(z, logits=True)
             x_hat = torch.sigmoid(logits)
             rec = recon_bce(x, logits)
-            adv = _bce_logits(nets.disc_x(x_hat)[1], 1.0)
+            with _frozen(nets.disc_x):
+                adv = _bce_logits(nets.disc_x(x_hat)[1], 1.0)
             con = (z - nets.encoder2(x_hat)).abs().mean()
             total = recon_weight * rec + adv + con
             opt_ae.zero_grad(set_to_none=True)
