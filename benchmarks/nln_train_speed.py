@@ -19,6 +19,15 @@ ratio to ``before``. Each measurement: one warm-up pass over two batches (not ti
 timed epoch over ``--images`` images. ``before`` and ``after`` are also checked to end with
 bit-identical weights (same seed, first round). The record also estimates the wall time of one
 MISO task on the full MNIST training set (8 epochs of the ``cpu`` profile) from the medians.
+
+``--fit-check`` (a second record, e.g. ``nln_train_speed_fit.json``) fits the registered detectors
+end to end on one MISO task (MNIST, novel class 0, ``max_train`` 1000, the rows of
+``p000_nln_miso.toml``) with ``channels_last`` False and True, interleaved per family, and records
+fit seconds and AUROC beside the AUROC of the committed record of that task (the default path
+should reproduce it; channels-last should agree to within training noise).
+
+  python benchmarks/nln_train_speed.py --baseline 8bdb962 --fit-check --threads 1 \
+      --out benchmarks/results/speed/nln_train_speed_fit.json
 """
 from __future__ import annotations
 
@@ -93,7 +102,7 @@ def miso_train_images(data_dir: str) -> tuple[int, int, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--baseline", required=True, help="commit whose train.py / nln training.py are 'before'")
+    p.add_argument("--baseline", help="commit whose train.py / nln training.py are 'before' (timing mode)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     p.add_argument("--arms", nargs="+", default=["before", "after", "after-cl"], choices=ARMS)
@@ -101,7 +110,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/speed/nln_train_speed.json"))
+    p.add_argument("--fit-check", action="store_true", help="end-to-end MISO fits instead (see the docstring)")
     a = p.parse_args()
+    if a.fit_check:
+        return fit_check(a)
+    if not a.baseline:
+        p.error("--baseline COMMIT is needed to time the 'before' arm")
 
     from noveltylab import train as train_now
     from noveltylab.bench.runner import current_command, git_commit, set_threads
@@ -156,6 +170,41 @@ def main() -> None:
     write()
     for s in record["summary"]:
         print(json.dumps(s))
+    print(f"wrote {a.out}")
+
+
+def fit_check(a: argparse.Namespace) -> None:
+    """One MNIST MISO task (novel 0, max_train 1000) per family, channels_last False / True interleaved."""
+    import noveltylab
+    from noveltylab.bench.runner import current_command, evaluate_split, git_commit, set_threads
+    from noveltylab.bench.provenance import machine
+    from noveltylab.data import leave_one_out, load_dataset
+
+    split = leave_one_out(load_dataset("mnist", "train", data_dir=a.data_dir),
+                          load_dataset("mnist", "test", data_dir=a.data_dir), 0, max_train=1000, seed=0)
+    rows: list[dict] = []
+    record = {"kind": "speed", "label": "nln-train-speed-fit", "dataset": "mnist", "protocol": "leave-one-out",
+              "task": "novel 0, max_train 1000, seed 0", "profile": "cpu", "commit": git_commit(),
+              "command": current_command(), "machine": machine(), "torch": torch.__version__, "rows": rows}
+    for threads in a.threads:
+        set_threads(threads)
+        for fam in a.families:
+            ref = REPO / "benchmarks" / "results" / f"nln-{fam}__mnist__leave-one-out-max_train1000__cpu.json"
+            old = json.loads(ref.read_text()) if ref.is_file() else None
+            task = next((t for t in (old or {}).get("per_task", []) if str(t["name"]) == "0"), None)
+            for cl in (False, True):
+                det = noveltylab.create(f"nln-{fam}", profile="cpu", device="cpu", seed=0, channels_last=cl)
+                res = evaluate_split(det, split)
+                rows.append({"threads": threads, "family": fam, "channels_last": cl,
+                             "train_seconds": round(res["train_seconds"], 2), "auroc": res["metrics"]["auroc"],
+                             "record_auroc": task["metrics"]["auroc"][0] if task else None,
+                             "record_commit": old["commit"] if old else None, "record_threads": old["threads"] if old else None,
+                             "load_average": round(os.getloadavg()[0], 2)})
+                print(json.dumps(rows[-1]), flush=True)
+                record.update(load_average=os.getloadavg(),
+                              date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                a.out.parent.mkdir(parents=True, exist_ok=True)
+                a.out.write_text(json.dumps(record, indent=1))
     print(f"wrote {a.out}")
 
 
