@@ -13,7 +13,8 @@ plain scoring of the same models, and the studies), ``headline`` (one row per
 paper and method: the widest record with a paper number), ``table2`` (paper 003
 Tables 2/3 per class with win counts, ``table2.py``), ``nln-gain`` (paper 000
 Tables 1/2, % gain from NLN per family, ``nln_gain.py``), ``nln-alpha`` (paper 000 Fig. 6 analogue:
-metrics over alpha, ``nln_gain.py``). ``noveltylab report``
+metrics over alpha, ``nln_gain.py``), ``comparison`` (a side-by-side record named by ``file``,
+``comparison.py``). ``noveltylab report``
 rewrites every marked table under the project's README.md and method READMEs.
 """
 from __future__ import annotations
@@ -156,9 +157,16 @@ def _attrs(text: str) -> dict[str, str]:
     return dict(re.findall(r'(\w+)="([^"]*)"', text))
 
 
-def render_block(records: list[dict[str, Any]], attrs: dict[str, str]) -> str:
-    """The table a start marker's attributes ask for."""
+def render_block(records: list[dict[str, Any]], attrs: dict[str, str], root: str | Path | None = None) -> str:
+    """The table a start marker's attributes ask for (``kind="comparison"`` reads the record named by
+    ``file``, relative to the project ``root``)."""
     kind = attrs.get("kind", "records")
+    if kind == "comparison":
+        from .comparison import comparison_markdown, load_comparison
+
+        if "file" not in attrs:
+            raise ValueError('a kind="comparison" table needs file="<path of the comparison record>"')
+        return comparison_markdown(load_comparison(Path(root or ".") / attrs["file"]))
     if kind not in KINDS:
         raise ValueError(f"table kind {kind!r} unknown; kinds: {', '.join(KINDS)}")
     rows = _select(records, shlex.split(attrs.get("labels", "*")), shlex.split(attrs.get("protocols", "")))
@@ -175,13 +183,22 @@ def update_file(path: str | Path, records: list[dict[str, Any]]) -> int:
         nonlocal count
         end = f"<!-- table:{m.group('name')}:end -->"
         count += 1
-        return f"{m.group('start')}\n{render_block(records, _attrs(m.group('attrs')))}\n{end}"
+        block = render_block(records, _attrs(m.group('attrs')), _project_root(path))
+        return f"{m.group('start')}\n{block}\n{end}"
 
     pattern = re.compile(f"(?P<start>{START.pattern})" + r".*?<!-- table:(?P=name):end -->", re.S)
     new = pattern.sub(replace, text)
     if new != text:
         path.write_text(new)
     return count
+
+
+def _project_root(path: Path) -> Path:
+    """The checkout a README belongs to: the nearest folder above it that holds ``benchmarks``."""
+    for parent in path.resolve().parents:
+        if (parent / "benchmarks").is_dir():
+            return parent
+    return path.resolve().parent
 
 
 def readme_files(project_root: str | Path) -> list[Path]:
