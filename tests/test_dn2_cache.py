@@ -12,19 +12,24 @@ from noveltylab.features import feature_cache
 from noveltylab.methods import dn2 as dn2_mod
 
 
-@pytest.fixture
-def count_embeds(monkeypatch):
-    """Number of images the backbone embedded (every DN2 / FITYMI embedding goes through Backbone.embed)."""
+def _count_calls(monkeypatch, method: str) -> list[int]:
+    """Batch sizes of every call of ``Backbone.<method>`` from now on (the list grows as they happen)."""
     calls: list[int] = []
-    orig = dn2_mod.Backbone.embed
+    orig = getattr(dn2_mod.Backbone, method)
 
     def counting(self, x):
         calls.append(int(x.shape[0]))
         return orig(self, x)
 
-    monkeypatch.setattr(dn2_mod.Backbone, "embed", counting)
-    monkeypatch.delenv(features.ENV_FEATURE_CACHE, raising=False)
+    monkeypatch.setattr(dn2_mod.Backbone, method, counting)
     return calls
+
+
+@pytest.fixture
+def count_embeds(monkeypatch):
+    """Number of images the backbone embedded (every DN2 / FITYMI embedding goes through Backbone.embed)."""
+    monkeypatch.delenv(features.ENV_FEATURE_CACHE, raising=False)
+    return _count_calls(monkeypatch, "embed")
 
 
 def _dn2(**kw):
@@ -140,3 +145,39 @@ def test_fitymi_collapse_fallback_goes_through_the_cache(digits_split, tmp_path,
         assert count_embeds == []
     np.testing.assert_array_equal(first, again)
     assert det.diagnostics()["fallback"] == "pretrained features (dn2)"
+
+
+def test_fitymi_caches_its_frozen_front_and_scores_identically(digits_split, tmp_path, monkeypatch):
+    """FITYMI's fine-tuned tail sits on a frozen pretrained front: the front's maps of the normal and test
+    images are cached (key: the front's weights only, unchanged by fine-tuning), the tail runs on them."""
+    monkeypatch.delenv(features.ENV_FEATURE_CACHE, raising=False)
+    fronts = _count_calls(monkeypatch, "front")
+    split = digits_split
+
+    def fitymi():
+        return noveltylab.create("fitymi", profile="test", device="cpu", fakes="blur-noise", n_fakes=20)
+
+    ref_det = fitymi().fit(split.train)
+    ref = ref_det.score(split.test)
+    fronts.clear()
+    with feature_cache(tmp_path):
+        det = fitymi().fit(split.train)
+        cold = det.score(split.test)
+        # fine-tuning computes the normal images' and the fakes' fronts; the index then reads the normal
+        # images' fronts from the cache; scoring computes the test images'
+        assert sum(fronts) == len(split.train) + 20 + len(split.test)
+        fronts.clear()
+        again = fitymi().fit(split.train)  # a second fit: only the 20 fakes' fronts are computed
+        warm = again.score(split.test)
+        assert sum(fronts) == 20
+    np.testing.assert_allclose(ref, cold, rtol=1e-5)
+    np.testing.assert_array_equal(cold, warm)
+    from noveltylab.detector import seed_everything
+
+    seed_everything(0)  # the backbone fitymi built before fine-tuning (the blur-noise fakes use their own RNG)
+    before = dn2_mod.Backbone("mobilenet_v2", None, 32)
+    assert det.net_.cache_setting("front") == before.cache_setting("front")  # frozen front: same key
+    assert det.net_.cache_setting("pooled") != before.cache_setting("pooled")  # the tail was fine-tuned
+    assert all(len(list(p.parent.glob("setting.json"))) == 1 for p in tmp_path.rglob("*.npy"))
+    with pytest.raises(ValueError, match="part must be 'pooled' or 'front'"):
+        det.net_.cache_setting("tail")

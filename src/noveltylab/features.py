@@ -151,10 +151,13 @@ class FeatureMaps(nn.Module):
                 "input_size": self.input_size, "layer": layer}
 
 
-def module_sha256(module: nn.Module) -> str:
-    """SHA-256 over a module's state (names, shapes, values): the cache's weights key."""
+def module_sha256(module: nn.Module, skip: frozenset[int] | set[int] = frozenset()) -> str:
+    """SHA-256 over a module's state (names, shapes, values): the cache's weights key. ``skip``: ids of
+    tensors left out (e.g. a fine-tuned part that does not affect the cached output)."""
     h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
+    for k, v in sorted(module.state_dict(keep_vars=True).items()):
+        if id(v) in skip:
+            continue
         h.update(k.encode())
         h.update(str(tuple(v.shape)).encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())

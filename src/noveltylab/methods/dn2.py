@@ -91,50 +91,79 @@ class Backbone(nn.Module):
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         return self.embed(x01)
 
-    def cache_setting(self) -> dict[str, Any]:
-        """Key of this backbone's pooled features in the on-disk feature cache (:mod:`noveltylab.features`):
-        backbone, SHA-256 of the current weights, input size. Valid only while the weights do not change."""
+    def cache_setting(self, part: str = "pooled") -> dict[str, Any]:
+        """Key of this backbone's outputs in the on-disk feature cache (:mod:`noveltylab.features`):
+        backbone, SHA-256 of the weights that produce them, input size, output. ``part="pooled"``: the
+        features (all weights); ``"front"``: the front's maps (only the front's weights and buffers, so
+        a fine-tuned tail does not change the key). Computed from the weights as they are now."""
         from ..features import CACHE_VERSION, module_sha256
 
-        return {"v": CACHE_VERSION, "backbone": self.kind, "weights_sha256": module_sha256(self),
-                "input_size": self.input_size, "layer": "pooled"}
+        if part not in ("pooled", "front"):
+            raise ValueError(f"part must be 'pooled' or 'front', got {part!r}")
+        skip = set()
+        if part == "front":
+            skip = {id(t) for m in self._tail_modules() for t in [*m.parameters(), *m.buffers()]}
+        return {"v": CACHE_VERSION, "backbone": self.kind, "weights_sha256": module_sha256(self, skip),
+                "input_size": self.input_size, "layer": "pooled" if part == "pooled" else f"front{self.n_frozen}"}
+
+    def _tail_modules(self) -> list[nn.Module]:
+        if self.kind == "mobilenet_v2":
+            return list(self.net.features[self.n_frozen:])
+        return list(self.net.blocks[self.n_frozen:]) + [self.net.norm]
 
     def freeze_front(self) -> list[nn.Parameter]:
         """Freeze the front (stem/tokens and first blocks); return the trainable tail parameters."""
         for p in self.parameters():
             p.requires_grad_(False)
-        if self.kind == "mobilenet_v2":
-            tail_modules = list(self.net.features[self.n_frozen:])
-        else:
-            tail_modules = list(self.net.blocks[self.n_frozen:]) + [self.net.norm]
-        params = [p for m in tail_modules for p in m.parameters()]
+        params = [p for m in self._tail_modules() for p in m.parameters()]
         for p in params:
             p.requires_grad_(True)
         return params
 
 
 class _CachedEmbed:
-    """``net.embed`` one batch at a time through the active feature cache (key fixed at creation)."""
+    """One batch at a time through the active feature cache (key fixed at creation): the pooled
+    features (``part="pooled"``), or the front's maps from the cache and the tail computed on them
+    (``part="front"``: a fine-tuned tail over the frozen pretrained front)."""
 
-    def __init__(self, net: Backbone) -> None:
+    def __init__(self, net: Backbone, part: str) -> None:
         self.net = net
+        self.part = part
         self.input_size = net.input_size  # map_batches caps the batch by the resized size
-        self.setting = net.cache_setting()
+        self.setting = net.cache_setting(part)
+
+    def front(self, x: torch.Tensor) -> torch.Tensor:
+        from ..features import cached_rows
+
+        return cached_rows(self.setting, x, self.net.front)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         from ..features import cached_rows
 
+        if self.part == "front":
+            return self.net.tail(self.front(x))
         return cached_rows(self.setting, x, self.net.embed)
 
 
-def pretrained_features(net: Backbone, x: torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:
-    """Pooled features of ``x`` from a backbone whose weights are the pretrained ones (unchanged), read
-    from / written to the on-disk feature cache when one is active (``$NOVELTYLAB_FEATURE_CACHE``), so
-    each image set is embedded once per setting; identical values either way."""
+def cached_features(net: Backbone, x: torch.Tensor, batch_size: int, device: torch.device,
+                    part: str = "pooled") -> np.ndarray:
+    """Pooled features of ``x``, through the on-disk feature cache when one is active
+    (``$NOVELTYLAB_FEATURE_CACHE``): ``part="pooled"`` caches the features themselves (a backbone used
+    as it is: DN2), ``part="front"`` caches the frozen front's maps and runs the tail (FITYMI's
+    fine-tuned backbone). Each image is then embedded (or its front computed) once per setting;
+    values are identical either way."""
     from ..features import active_cache_dir
 
-    fn = net.embed if active_cache_dir() is None else _CachedEmbed(net)
+    fn = net.embed if active_cache_dir() is None else _CachedEmbed(net, part)
     return map_batches(fn, x, batch_size=batch_size, device=device).numpy()
+
+
+def cached_front(net: Backbone, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """The frozen front's maps of ``x`` (FITYMI's fine-tuning inputs), through the active cache."""
+    from ..features import active_cache_dir
+
+    fn = net.front if active_cache_dir() is None else _CachedEmbed(net, "front").front
+    return map_batches(fn, x, batch_size=batch_size, device=device)
 
 
 FEATURE_NORMS = ("none", "l2", "standardise")
@@ -249,7 +278,7 @@ class DN2(Detector):
         return Backbone(self.backbone, path, self.input_size).to(self.device_).eval()
 
     def _features(self, x: torch.Tensor) -> np.ndarray:
-        return pretrained_features(self.net_, x, self.batch_size, self.device_)
+        return cached_features(self.net_, x, self.batch_size, self.device_)
 
     def _fit(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
         self.net_ = self._build(self._weights_path)

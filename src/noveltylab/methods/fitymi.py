@@ -45,7 +45,7 @@ from ..images import ImageError, as_images
 from ..knn import KNNIndex
 from ..train import map_batches, train_loop
 from .guards import features_collapsed
-from .dn2 import Backbone, FeatureScaler, check_backbone_params, pretrained_features, resolve_weights
+from .dn2 import Backbone, FeatureScaler, cached_features, cached_front, check_backbone_params, resolve_weights
 
 
 FID_RULES = ("relative", "absolute")
@@ -303,9 +303,11 @@ class FITYMI(Detector):
                 return _update(opt, logits, yb)
 
             inputs: tuple[torch.Tensor, ...] = (data, y)
-        else:  # frozen front computed once: only the tail runs per step
+        else:  # frozen front computed once (normal images through the feature cache): only the tail runs per step
             net.eval()
-            hidden = map_batches(net.front, data, batch_size=self.batch_size, device=self.device_)
+            hidden = torch.cat([cached_front(net, x, self.batch_size, self.device_),
+                                map_batches(net.front, fakes.to(x.dtype), batch_size=self.batch_size,
+                                            device=self.device_)])
 
             def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
                 hb, yb = batch
@@ -322,9 +324,11 @@ class FITYMI(Detector):
 
     # -- Detector hooks ----------------------------------------------------------------------
     def _features(self, x: torch.Tensor) -> np.ndarray:
-        if self.ft_collapsed_:  # the pretrained backbone (DN2's features): through the feature cache
-            return pretrained_features(self.net_, x, self.batch_size, self.device_)
-        return map_batches(self.net_.embed, x, batch_size=self.batch_size, device=self.device_).numpy()
+        """Pooled features through the feature cache when one is active: the collapse fallback's
+        pretrained backbone caches DN2's features; the fine-tuned one caches only its frozen front's
+        maps (unchanged pretrained weights; the tail runs on them)."""
+        part = "pooled" if self.ft_collapsed_ else "front"
+        return cached_features(self.net_, x, self.batch_size, self.device_, part=part)
 
     def _fit(self, x: torch.Tensor, val: torch.Tensor | None) -> None:
         given = getattr(self, "_given_fakes", None)
