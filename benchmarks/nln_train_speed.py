@@ -74,9 +74,15 @@ def cpu_config(fam: str) -> dict:
             "disc_loss": p["disc_loss"], "seed": p["seed"]}
 
 
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def measure(fam: str, cfg: dict, x: torch.Tensor, loop, make_step, *, channels_last: bool,
-            batch_size: int) -> tuple[float, dict[str, torch.Tensor]]:
-    """(training images/s over one epoch on ``x``, final weights); warm-up over two batches first."""
+            batch_size: int) -> tuple[float, float, dict[str, torch.Tensor]]:
+    """(training images per wall second and per CPU second of this process over one epoch on ``x``,
+    final weights); warm-up over two batches first."""
     from noveltylab.methods.nln.models import NLNNetworks
 
     torch.manual_seed(cfg["seed"])
@@ -86,9 +92,10 @@ def measure(fam: str, cfg: dict, x: torch.Tensor, loop, make_step, *, channels_l
     kw = {"channels_last": True} if channels_last else {}
     common = dict(modules=nets.modules_dict(), epochs=1, batch_size=batch_size, seed=cfg["seed"], progress=False)
     loop(step, x[: 2 * batch_size], **common, **kw)  # warm-up: allocator, oneDNN primitives
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_seconds()
     loop(step, x, **common, **kw)
-    return x.shape[0] / (time.perf_counter() - t), nets.state_dict()
+    wall, cpu = time.perf_counter() - t, _cpu_seconds() - c
+    return x.shape[0] / wall, x.shape[0] / max(cpu, 1e-9), nets.state_dict()
 
 
 def miso_train_images(data_dir: str) -> tuple[int, int, int]:
@@ -144,29 +151,31 @@ def main() -> None:
               "rows": rows, "bit_identical_before_after": {}, "summary": []}
 
     def write() -> None:  # after every row: a run cut short keeps what it measured
-        record.update(load_average=os.getloadavg(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        record.update(load_average=os.getloadavg(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                      summary=summarise(rows, a.arms, cfg_epochs=epochs, n_miso=n_miso))
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(record, indent=1))
 
+    epochs = cpu_config("ae")["epochs"]
     for threads in a.threads:
         set_threads(threads)
         for fam in a.families:
             cfg = cpu_config(fam)
             for rnd in range(a.rounds):
                 weights = {}
-                for arm in a.arms:
+                for arm in a.arms[rnd % len(a.arms):] + a.arms[:rnd % len(a.arms)]:  # rotate: no fixed order
                     loop, make_step = code[arm]
                     bs = 128 if arm.endswith("b128") else cfg["batch_size"]
-                    ips, weights[arm] = measure(fam, cfg, x, loop, make_step, channels_last="-cl" in arm,
+                    ips, ips_cpu, weights[arm] = measure(fam, cfg, x, loop, make_step, channels_last="-cl" in arm,
                                                 batch_size=bs)
                     rows.append({"threads": threads, "family": fam, "arm": arm, "round": rnd, "batch_size": bs,
-                                 "images_per_s": round(ips, 1), "load_average": round(os.getloadavg()[0], 2)})
+                                 "images_per_s": round(ips, 1), "images_per_cpu_s": round(ips_cpu, 1),
+                                 "load_average": round(os.getloadavg()[0], 2)})
                     print(json.dumps(rows[-1]), flush=True)
                 if rnd == 0 and {"before", "after"} <= set(weights):
                     same = all(torch.equal(weights["before"][k], weights["after"][k]) for k in weights["before"])
                     record["bit_identical_before_after"][f"{fam}-t{threads}"] = same
                 write()
-    record["summary"] = summarise(rows, a.arms, cfg_epochs=cpu_config("ae")["epochs"], n_miso=n_miso)
     write()
     for s in record["summary"]:
         print(json.dumps(s))
@@ -208,18 +217,44 @@ def fit_check(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}")
 
 
+def _medians(rows: list[dict], threads: int, fam: str, arms: list[str], key: str) -> dict[str, float]:
+    """Median of ``key`` over the rounds of each arm measured for (threads, family)."""
+    out = {}
+    for arm in arms:
+        vals = [r[key] for r in rows if (r["threads"], r["family"], r["arm"]) == (threads, fam, arm)]
+        if vals:
+            out[arm] = statistics.median(vals)
+    return out
+
+
+def _paired_ratios(rows: list[dict], threads: int, fam: str, arms: list[str]) -> dict[str, float]:
+    """Median over rounds of arm / before measured in the same round (robust to load drifting between rounds)."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if (r["threads"], r["family"]) == (threads, fam):
+            by_round.setdefault(r["round"], {})[r["arm"]] = r["images_per_s"]
+    out = {}
+    for arm in arms:
+        vals = [m[arm] / m["before"] for m in by_round.values() if arm in m and "before" in m]
+        if vals:
+            out[arm] = round(statistics.median(vals), 2)
+    return out
+
+
 def summarise(rows: list[dict], arms: list[str], cfg_epochs: int, n_miso: int) -> list[dict]:
-    """Median images/s per (threads, family, arm), ratio to ``before``, and the training wall time of
-    one full-MNIST MISO task (``cfg_epochs`` epochs over ``n_miso`` images) at that rate."""
+    """Median images/s (wall and CPU) per (threads, family, arm), ratios to ``before`` (of the medians and
+    paired per round), and the training wall time of one full-MNIST MISO task (``cfg_epochs`` epochs over
+    ``n_miso`` images) at the median rate."""
     out = []
     keys = sorted({(r["threads"], r["family"]) for r in rows}, key=lambda k: (k[0], FAMILIES.index(k[1])))
     for threads, fam in keys:
-        med = {arm: statistics.median(r["images_per_s"] for r in rows
-                                      if (r["threads"], r["family"], r["arm"]) == (threads, fam, arm))
-               for arm in arms}
-        row = {"threads": threads, "family": fam, "median_images_per_s": med}
+        med = _medians(rows, threads, fam, arms, "images_per_s")
+        med_cpu = _medians(rows, threads, fam, arms, "images_per_cpu_s")
+        row = {"threads": threads, "family": fam, "median_images_per_s": med, "median_images_per_cpu_s": med_cpu}
         if "before" in med:
             row["ratio_to_before"] = {arm: round(v / med["before"], 2) for arm, v in med.items()}
+            row["paired_ratio_to_before"] = _paired_ratios(rows, threads, fam, arms)
+            row["cpu_ratio_to_before"] = {arm: round(v / med_cpu["before"], 2) for arm, v in med_cpu.items()}
         row["miso_full_mnist_train_minutes"] = {arm: round(cfg_epochs * n_miso / v / 60, 1) for arm, v in med.items()}
         out.append(row)
     return out
