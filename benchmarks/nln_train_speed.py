@@ -20,18 +20,19 @@ timed epoch over ``--images`` images. ``before`` and ``after`` are also checked 
 bit-identical weights (same seed, first round). The record also estimates the wall time of one
 MISO task on the full MNIST training set (8 epochs of the ``cpu`` profile) from the medians.
 
-``--fit-check`` (a second record, e.g. ``nln_train_speed_fit.json``) fits the registered detectors
-end to end on one MISO task (MNIST, novel class 0, ``max_train`` 1000, the rows of
-``p000_nln_miso.toml``) with ``channels_last`` False and True, interleaved per family, and records
-fit seconds and AUROC beside the AUROC of the committed record of that task (the default path
-should reproduce it; channels-last should agree to within training noise).
+``--fit-check`` (a second record, ``nln_train_speed_fit.json``) fits the registered detectors end to
+end on one MISO task (MNIST, novel class 0, ``max_train`` 1000, as the rows of ``p000_nln_miso.toml``),
+arms ``before`` / ``after`` / ``after-cl`` one after the other per family: fit seconds and AUROC
+(``before`` and ``after`` must give the same AUROC to the last digit; ``after-cl`` agrees to within
+training noise).
 
-  python benchmarks/nln_train_speed.py --baseline 8bdb962 --fit-check --threads 1 \
+  python benchmarks/nln_train_speed.py --baseline 8bdb962 --fit-check --threads 1 \\
       --out benchmarks/results/speed/nln_train_speed_fit.json
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import json
@@ -60,6 +61,18 @@ def load_at_commit(rel: str, modname: str, commit: str) -> ModuleType:
     sys.modules[modname] = mod
     exec(compile(src, f"{commit}:src/{rel}", "exec"), mod.__dict__)
     return mod
+
+
+def baseline_code(commit: str):
+    """(train_loop, make_step) as they were at ``commit``."""
+    loop = load_at_commit("noveltylab/train.py", "noveltylab._speed_base_train", commit)
+    steps = load_at_commit("noveltylab/methods/nln/training.py", "noveltylab.methods.nln._speed_base_training", commit)
+    return loop.train_loop, steps.make_step
+
+
+def short_commit(rev: str) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def cpu_config(fam: str) -> dict:
@@ -109,7 +122,7 @@ def miso_train_images(data_dir: str) -> tuple[int, int, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--baseline", help="commit whose train.py / nln training.py are 'before' (timing mode)")
+    p.add_argument("--baseline", required=True, help="commit whose train.py / nln training.py are 'before'")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     p.add_argument("--arms", nargs="+", default=["before", "after", "after-cl"], choices=ARMS)
@@ -121,8 +134,6 @@ def main() -> None:
     a = p.parse_args()
     if a.fit_check:
         return fit_check(a)
-    if not a.baseline:
-        p.error("--baseline COMMIT is needed to time the 'before' arm")
 
     from noveltylab import train as train_now
     from noveltylab.bench.runner import current_command, git_commit, set_threads
@@ -131,11 +142,7 @@ def main() -> None:
     from noveltylab.images import as_images
     from noveltylab.methods.nln import training as steps_now
 
-    base = a.baseline
-    base_train = load_at_commit("noveltylab/train.py", "noveltylab._speed_base_train", base)
-    base_steps = load_at_commit("noveltylab/methods/nln/training.py", "noveltylab.methods.nln._speed_base_training",
-                                base)
-    code = {"before": (base_train.train_loop, base_steps.make_step)}
+    code = {"before": baseline_code(a.baseline)}
     for arm in ARMS[1:]:
         code[arm] = (train_now.train_loop, steps_now.make_step)
     x = as_images(load_dataset("mnist", "train", data_dir=a.data_dir).images[: a.images])
@@ -143,8 +150,7 @@ def main() -> None:
 
     rows: list[dict] = []
     record = {"kind": "speed", "label": "nln-train-speed", "dataset": "mnist", "profile": "cpu",
-              "baseline_commit": subprocess.run(["git", "rev-parse", "--short", base], cwd=REPO, capture_output=True,
-                                                text=True, check=True).stdout.strip(),
+              "baseline_commit": short_commit(a.baseline),
               "commit": git_commit(), "command": current_command(), "machine": machine(), "torch": torch.__version__,
               "images_per_measurement": a.images, "rounds": a.rounds, "arms": a.arms,
               "miso_full_mnist": {"n_train": n_miso, "n_val": n_val, "n_test": n_test},
@@ -183,31 +189,42 @@ def main() -> None:
 
 
 def fit_check(a: argparse.Namespace) -> None:
-    """One MNIST MISO task (novel 0, max_train 1000) per family, channels_last False / True interleaved."""
-    import noveltylab
-    from noveltylab.bench.runner import current_command, evaluate_split, git_commit, set_threads
-    from noveltylab.bench.provenance import machine
-    from noveltylab.data import leave_one_out, load_dataset
+    """One MNIST MISO task (novel 0, max_train 1000) per family through the registered detector, arms
+    ``before`` (the baseline's loop and steps patched into the detector module), ``after`` and ``after-cl``
+    (``channels_last=True``) interleaved: fit seconds and AUROC per arm."""
+    from unittest import mock
 
+    import noveltylab
+    from noveltylab.bench.provenance import machine
+    from noveltylab.bench.runner import current_command, evaluate_split, git_commit, set_threads
+    from noveltylab.data import leave_one_out, load_dataset
+    from noveltylab.methods.nln import detectors
+
+    base_loop, base_step = baseline_code(a.baseline)
+
+    def before_loop(*args, channels_last: bool = False, **kw):  # the detector passes the new keyword (False)
+        assert not channels_last
+        return base_loop(*args, **kw)
     split = leave_one_out(load_dataset("mnist", "train", data_dir=a.data_dir),
                           load_dataset("mnist", "test", data_dir=a.data_dir), 0, max_train=1000, seed=0)
     rows: list[dict] = []
     record = {"kind": "speed", "label": "nln-train-speed-fit", "dataset": "mnist", "protocol": "leave-one-out",
-              "task": "novel 0, max_train 1000, seed 0", "profile": "cpu", "commit": git_commit(),
-              "command": current_command(), "machine": machine(), "torch": torch.__version__, "rows": rows}
+              "task": "novel class 0, max_train 1000, seed 0 (as p000_nln_miso.toml)", "profile": "cpu",
+              "baseline_commit": short_commit(a.baseline), "commit": git_commit(), "command": current_command(),
+              "machine": machine(), "torch": torch.__version__, "rows": rows}
+    arms = [arm for arm in a.arms if arm in ("before", "after", "after-cl")]
     for threads in a.threads:
         set_threads(threads)
         for fam in a.families:
-            ref = REPO / "benchmarks" / "results" / f"nln-{fam}__mnist__leave-one-out-max_train1000__cpu.json"
-            old = json.loads(ref.read_text()) if ref.is_file() else None
-            task = next((t for t in (old or {}).get("per_task", []) if str(t["name"]) == "0"), None)
-            for cl in (False, True):
-                det = noveltylab.create(f"nln-{fam}", profile="cpu", device="cpu", seed=0, channels_last=cl)
-                res = evaluate_split(det, split)
-                rows.append({"threads": threads, "family": fam, "channels_last": cl,
-                             "train_seconds": round(res["train_seconds"], 2), "auroc": res["metrics"]["auroc"],
-                             "record_auroc": task["metrics"]["auroc"][0] if task else None,
-                             "record_commit": old["commit"] if old else None, "record_threads": old["threads"] if old else None,
+            for arm in arms:
+                det = noveltylab.create(f"nln-{fam}", profile="cpu", device="cpu", seed=0,
+                                        channels_last=arm == "after-cl")
+                patch = (mock.patch.multiple(detectors, train_loop=before_loop, make_step=base_step)
+                         if arm == "before" else contextlib.nullcontext())
+                with patch:
+                    res = evaluate_split(det, split)
+                rows.append({"threads": threads, "family": fam, "arm": arm, "train_seconds": round(res["train_seconds"], 2),
+                             "auroc": res["metrics"]["auroc"], "n_train": res["n_train"],
                              "load_average": round(os.getloadavg()[0], 2)})
                 print(json.dumps(rows[-1]), flush=True)
                 record.update(load_average=os.getloadavg(),

@@ -22,7 +22,8 @@ extra (adversarial / consistency) updates inside the same step function.
   ``recon_weight * BCE + adversarial + |f(x) - E2(x_hat)|`` (``lr``; E2 only
   sees the consistency term); discriminator step with ``adv_lr``.
 
-Speed without changing the updates: in a generator step the discriminator's
+Speed without changing the updates (bit-identical weights, tested): Adam's
+multi-tensor (``foreach``) update; in a generator step the discriminator's
 parameters do not require gradients (their gradients were never used: its
 optimizer clears them before its own step), and AE-res's generator step runs
 the encoder without autograd (only the decoder steps there).
@@ -30,7 +31,7 @@ the encoder without autograd (only the decoder steps there).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,12 @@ def _bce_clipped(p: torch.Tensor, target: float) -> torch.Tensor:
     """Keras ``BinaryCrossentropy()`` on values read as probabilities: clip, then mean BCE."""
     p = p.clamp(_KERAS_EPS, 1 - _KERAS_EPS)
     return F.binary_cross_entropy(p, torch.full_like(p, target))
+
+
+def _adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with the multi-tensor (``foreach``) update: the same arithmetic as the per-parameter loop
+    (bit-identical weights, tested), about half its cost on CPU, where torch would pick the loop."""
+    return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 @contextmanager
@@ -74,7 +81,7 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
     if disc_loss not in DISC_LOSSES:
         raise ValueError(f"disc_loss must be one of {DISC_LOSSES}, got {disc_loss!r}")
     ae_params = list(nets.encoder.parameters()) + list(nets.decoder.parameters())
-    opt_ae = torch.optim.Adam(ae_params, lr=lr)
+    opt_ae = _adam(ae_params, lr=lr)
     gen = torch.Generator().manual_seed(seed + 12345)
 
     def recon_bce(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -108,8 +115,8 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
 
     if fam == "aae":
         assert nets.disc_z is not None
-        opt_d = torch.optim.Adam(nets.disc_z.parameters(), lr=adv_lr)
-        opt_g = torch.optim.Adam(nets.encoder.parameters(), lr=adv_lr)
+        opt_d = _adam(nets.disc_z.parameters(), lr=adv_lr)
+        opt_g = _adam(nets.encoder.parameters(), lr=adv_lr)
 
         def step(batch):
             x = batch[0]
@@ -135,8 +142,8 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
 
     if fam == "aeres":
         assert nets.disc_x is not None
-        opt_d = torch.optim.Adam(nets.disc_x.parameters(), lr=adv_lr)
-        opt_g = torch.optim.Adam(nets.decoder.parameters(), lr=adv_lr)
+        opt_d = _adam(nets.disc_x.parameters(), lr=adv_lr)
+        opt_g = _adam(nets.decoder.parameters(), lr=adv_lr)
         if disc_loss == "paper":  # Eq. 6 on the real/fake output
             def adv(v: torch.Tensor, target: float) -> torch.Tensor:
                 return _bce_logits(nets.disc_x(v)[1], target)
@@ -168,8 +175,8 @@ def make_step(nets: NLNNetworks, lr: float, adv_lr: float, recon_weight: float =
 
     if fam == "aecon":
         assert nets.disc_x is not None and nets.encoder2 is not None
-        opt_e2 = torch.optim.Adam(nets.encoder2.parameters(), lr=lr)
-        opt_d = torch.optim.Adam(nets.disc_x.parameters(), lr=adv_lr)
+        opt_e2 = _adam(nets.encoder2.parameters(), lr=lr)
+        opt_d = _adam(nets.disc_x.parameters(), lr=adv_lr)
 
         def step(batch):
             x = batch[0]
