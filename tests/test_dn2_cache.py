@@ -181,3 +181,25 @@ def test_fitymi_caches_its_frozen_front_and_scores_identically(digits_split, tmp
     assert all(len(list(p.parent.glob("setting.json"))) == 1 for p in tmp_path.rglob("*.npy"))
     with pytest.raises(ValueError, match="part must be 'pooled' or 'front'"):
         det.net_.cache_setting("tail")
+
+
+def test_fitymi_set_scoring_equals_a_fit_with_that_feature_norm(digits_split, tmp_path):
+    """The fine-tuning does not depend on feature_norm, so re-scaling a fitted FITYMI gives the scores of
+    a fit with that feature_norm (what the bench's scoring variants rely on)."""
+    split = digits_split
+
+    def fitymi(norm):
+        return noveltylab.create("fitymi", profile="test", device="cpu", fakes="blur-noise", n_fakes=20,
+                                 feature_norm=norm).fit(split.train)
+
+    det = fitymi("none")
+    raw = det.score(split.test)
+    det.set_scoring(split.val, feature_norm="standardise")
+    rescored = det.score(split.test)
+    assert not np.allclose(raw, rescored)
+    np.testing.assert_allclose(rescored, fitymi("standardise").score(split.test), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"fitymi.set_scoring changes only \['feature_norm'\]"):
+        det.set_scoring(split.val, k=5)
+    det.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="refit with the new feature_norm"):
+        noveltylab.load(tmp_path / "m").set_scoring(split.val, feature_norm="l2")

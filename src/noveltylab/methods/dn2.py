@@ -231,8 +231,43 @@ def check_backbone_params(backbone: str, input_size: int, k: int, agg: str, batc
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
+class FeatureNormScoring:
+    """``set_scoring(feature_norm=...)`` for a kNN detector over pooled features (DN2, FITYMI): the raw
+    training features of this session's fit (``train_features_``) are kept, so another scaling needs a
+    new scaler and index only, no re-embedding (the bench's scoring variants)."""
+
+    name: str
+    feature_norm: str
+    index: str
+    seed: int
+    train_features_: np.ndarray | None
+
+    def _fit_index(self) -> None:
+        self.scaler_ = FeatureScaler(self.feature_norm)
+        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(
+            self.scaler_.fit_transform(self.train_features_))
+
+    def set_scoring(self, val: Any = None, **params: Any) -> Any:
+        """Change ``feature_norm`` of a fitted model without re-embedding the training images; ``val``
+        is unused (kept for the variants' interface). Needs the raw training features of this
+        session's fit (a loaded model has only the scaled index)."""
+        self._check_fitted()  # type: ignore[attr-defined]
+        bad = set(params) - {"feature_norm"}
+        if bad:
+            raise ValueError(f"{self.name}.set_scoring changes only ['feature_norm'], not {sorted(bad)}")
+        if "feature_norm" not in params or params["feature_norm"] == self.feature_norm:
+            return self
+        FeatureScaler(params["feature_norm"])  # validates
+        if getattr(self, "train_features_", None) is None:
+            raise ValueError(f"{self.name}.set_scoring needs the training features of a fit in this session; a "
+                             "loaded model keeps only its scaled index: refit with the new feature_norm instead")
+        self.feature_norm = params["feature_norm"]
+        self._fit_index()
+        return self
+
+
 @register
-class DN2(Detector):
+class DN2(FeatureNormScoring, Detector):
     """Pretrained backbone features (no training) + kNN: sum of squared L2 distances to the
     ``k`` nearest normal training features (``agg="sumsq"``; DN2 uses k = 2).
 
@@ -284,29 +319,6 @@ class DN2(Detector):
         self.net_ = self._build(self._weights_path)
         self.train_features_ = self._features(x)  # raw (unscaled): set_scoring re-scales without re-embedding
         self._fit_index()
-
-    def _fit_index(self) -> None:
-        self.scaler_ = FeatureScaler(self.feature_norm)
-        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(
-            self.scaler_.fit_transform(self.train_features_))
-
-    def set_scoring(self, val: Any = None, **params: Any) -> "DN2":
-        """Change ``feature_norm`` of a fitted model without re-embedding the training images (the
-        bench's scoring variants); ``val`` is unused (kept for the variants' interface). Needs the
-        raw training features of this session's fit (a loaded model has only the scaled index)."""
-        self._check_fitted()
-        bad = set(params) - {"feature_norm"}
-        if bad:
-            raise ValueError(f"dn2.set_scoring changes only ['feature_norm'], not {sorted(bad)}")
-        if "feature_norm" not in params or params["feature_norm"] == self.feature_norm:
-            return self
-        FeatureScaler(params["feature_norm"])  # validates
-        if getattr(self, "train_features_", None) is None:
-            raise ValueError("dn2.set_scoring needs the training features of a fit in this session; a loaded "
-                             "model keeps only its scaled index: refit with the new feature_norm instead")
-        self.feature_norm = params["feature_norm"]
-        self._fit_index()
-        return self
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         return self.index_.score(self.scaler_.transform(self._features(x)), k=self.k, agg=self.agg)  # type: ignore[arg-type]

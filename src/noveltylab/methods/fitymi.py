@@ -45,7 +45,8 @@ from ..images import ImageError, as_images
 from ..knn import KNNIndex
 from ..train import map_batches, train_loop
 from .guards import features_collapsed
-from .dn2 import Backbone, FeatureScaler, cached_features, cached_front, check_backbone_params, resolve_weights
+from .dn2 import (Backbone, FeatureNormScoring, FeatureScaler, cached_features, cached_front, check_backbone_params,
+                  resolve_weights)
 
 
 FID_RULES = ("relative", "absolute")
@@ -77,7 +78,7 @@ def blur_noise_fakes(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 
 @register
-class FITYMI(Detector):
+class FITYMI(FeatureNormScoring, Detector):
     """Early-stopped score-SDE fakes -> fine-tuned backbone (normal vs fake) -> kNN (k=2, sum of squares)."""
 
     name = "fitymi"
@@ -360,8 +361,8 @@ class FITYMI(Detector):
                           RuntimeWarning, stacklevel=3)
             self.net_ = self._build(self._weights_path).eval().requires_grad_(False)
             feats = self._features(x)
-        self.scaler_ = FeatureScaler(self.feature_norm)
-        self.index_ = KNNIndex(self.index, gpu="auto", seed=self.seed).fit(self.scaler_.fit_transform(feats))
+        self.train_features_ = feats  # raw: set_scoring(feature_norm=...) re-scales without re-embedding
+        self._fit_index()
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         return self.index_.score(self.scaler_.transform(self._features(x)), k=self.k, agg=self.agg)  # type: ignore[arg-type]
@@ -402,6 +403,7 @@ class FITYMI(Detector):
         self.head_.eval()
         self.index_ = KNNIndex.from_state(state, meta, "knn")
         self.scaler_ = FeatureScaler.from_state(self.feature_norm, state)
+        self.train_features_ = None
         self.fakes_ = state["fakes"].float() / 255.0
         self.gen_checks_ = meta.get("gen_checks", [])
         self.gen_stop_epoch_ = meta.get("gen_stop_epoch")
