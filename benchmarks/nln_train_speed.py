@@ -24,7 +24,8 @@ MISO task on the full MNIST training set (8 epochs of the ``cpu`` profile) from 
 end on one MISO task (MNIST, novel class 0, ``max_train`` 1000, as the rows of ``p000_nln_miso.toml``),
 arms ``before`` / ``after`` / ``after-cl`` one after the other per family: fit seconds and AUROC
 (``before`` and ``after`` must give the same AUROC to the last digit; ``after-cl`` agrees to within
-training noise).
+training noise). ``--seeds 1 2 --arms after`` gives the seed-to-seed spread of the same task to set
+that difference against (``nln_train_speed_fit_seeds.json``).
 
   python benchmarks/nln_train_speed.py --baseline 8bdb962 --fit-check --threads 1 \\
       --out benchmarks/results/speed/nln_train_speed_fit.json
@@ -35,6 +36,7 @@ import argparse
 import contextlib
 import datetime as dt
 import importlib.util
+import itertools
 import json
 import os
 import statistics
@@ -131,6 +133,7 @@ def main() -> None:
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/speed/nln_train_speed.json"))
     p.add_argument("--fit-check", action="store_true", help="end-to-end MISO fits instead (see the docstring)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="detector seeds of --fit-check")
     a = p.parse_args()
     if a.fit_check:
         return fit_check(a)
@@ -209,28 +212,28 @@ def fit_check(a: argparse.Namespace) -> None:
                           load_dataset("mnist", "test", data_dir=a.data_dir), 0, max_train=1000, seed=0)
     rows: list[dict] = []
     record = {"kind": "speed", "label": "nln-train-speed-fit", "dataset": "mnist", "protocol": "leave-one-out",
-              "task": "novel class 0, max_train 1000, seed 0 (as p000_nln_miso.toml)", "profile": "cpu",
+              "task": "novel class 0, max_train 1000, split seed 0 (as p000_nln_miso.toml)", "profile": "cpu",
               "baseline_commit": short_commit(a.baseline), "commit": git_commit(), "command": current_command(),
               "machine": machine(), "torch": torch.__version__, "rows": rows}
     arms = [arm for arm in a.arms if arm in ("before", "after", "after-cl")]
     for threads in a.threads:
         set_threads(threads)
-        for fam in a.families:
-            for arm in arms:
-                det = noveltylab.create(f"nln-{fam}", profile="cpu", device="cpu", seed=0,
-                                        channels_last=arm == "after-cl")
-                patch = (mock.patch.multiple(detectors, train_loop=before_loop, make_step=base_step)
-                         if arm == "before" else contextlib.nullcontext())
-                with patch:
-                    res = evaluate_split(det, split)
-                rows.append({"threads": threads, "family": fam, "arm": arm, "train_seconds": round(res["train_seconds"], 2),
-                             "auroc": res["metrics"]["auroc"], "n_train": res["n_train"],
-                             "load_average": round(os.getloadavg()[0], 2)})
-                print(json.dumps(rows[-1]), flush=True)
-                record.update(load_average=os.getloadavg(),
-                              date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-                a.out.parent.mkdir(parents=True, exist_ok=True)
-                a.out.write_text(json.dumps(record, indent=1))
+        for fam, seed, arm in itertools.product(a.families, a.seeds, arms):
+            det = noveltylab.create(f"nln-{fam}", profile="cpu", device="cpu", seed=seed,
+                                    channels_last=arm == "after-cl")
+            patch = (mock.patch.multiple(detectors, train_loop=before_loop, make_step=base_step)
+                     if arm == "before" else contextlib.nullcontext())
+            with patch:
+                res = evaluate_split(det, split)
+            rows.append({"threads": threads, "family": fam, "seed": seed, "arm": arm,
+                         "train_seconds": round(res["train_seconds"], 2),
+                         "auroc": res["metrics"]["auroc"], "n_train": res["n_train"],
+                         "load_average": round(os.getloadavg()[0], 2)})
+            print(json.dumps(rows[-1]), flush=True)
+            record.update(load_average=os.getloadavg(),
+                          date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps(record, indent=1))
     print(f"wrote {a.out}")
 
 
