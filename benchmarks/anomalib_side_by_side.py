@@ -83,6 +83,8 @@ def main() -> None:
     p.add_argument("--classes", nargs="*", type=int, default=list(range(10)), help="CIFAR-10 classes")
     p.add_argument("--peer-python", default=".venv-peer/bin/python")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seeds", nargs="*", type=int, default=[0],
+                   help="seeds of both libraries' random choices (coreset start and projection, PaDiM channels)")
     p.add_argument("--cifar-rows", nargs="*", default=CIFAR_ROWS, choices=list(ROWS))
     p.add_argument("--mvtec-rows", nargs="*", default=MVTEC_ROWS, choices=list(ROWS))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/comparison/anomalib_side_by_side.json"))
@@ -103,9 +105,9 @@ def main() -> None:
                                     "anomalib.__version__, timm.__version__)"], capture_output=True, text=True,
                                    check=True).stdout.split()
     settings = [Setting(label="side-by-side", method="patchcore", dataset="cifar10-jpeg",
-                        options={"max_train": 100, "test_every": 20}, classes=a.classes)]
+                        options={"max_train": 100, "test_every": 20}, classes=a.classes, seeds=a.seeds)]
     if a.mvtec:
-        settings.append(Setting(label="side-by-side", method="patchcore", dataset=f"mvtec:{a.mvtec}"))
+        settings.append(Setting(label="side-by-side", method="patchcore", dataset=f"mvtec:{a.mvtec}", seeds=a.seeds))
     record = {"kind": "comparison", "label": "anomalib-side-by-side", "commit": git_commit(),
               "command": current_command(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "threads": a.threads, "machine": f"{os.cpu_count()} cpus",
@@ -122,7 +124,7 @@ def main() -> None:
                 check = fm(torch.from_numpy(test[:4]).float() / 255.0)
             payload = {"train": train, "test": test, "check_images": test[:4],
                        **{f"check_map{i}": m.numpy() for i, m in enumerate(check)}}
-            task = {"dataset": s.dataset, "task": job.name, "n_train": len(train), "n_test": len(test),
+            task = {"dataset": s.dataset, "task": job.name, "seed": job.seed, "n_train": len(train), "n_test": len(test),
                     "n_novel": int(split.test_labels.sum()), "rows": {}}
             for key in (a.mvtec_rows if localise else a.cifar_rows):
                 row, lib, method, params = ROWS[key]
