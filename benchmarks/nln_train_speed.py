@@ -7,7 +7,8 @@ Each family is trained on real MNIST training images with the ``cpu`` profile's 
 and rates, through the shared ``train_loop`` and the family's ``make_step``. Arms (``--arms``):
 
 * ``before``: ``train.py`` and ``methods/nln/training.py`` as they were at ``--baseline`` (loaded
-  from git into this process, so both arms share the process, the data and the machine's load);
+  from git into this process, so both arms share the process, the data and the machine's load),
+  the networks' ReLUs out of place as they were there;
 * ``after``: this checkout's loop and steps, default memory format (bit-identical updates);
 * ``after-cl``: this checkout with ``channels_last=True`` (same maths, float rounding differs);
 * ``after-cl-b128``: as ``after-cl`` with the paper's batch 128 (a schedule change; shown only).
@@ -66,10 +67,17 @@ def load_at_commit(rel: str, modname: str, commit: str) -> ModuleType:
 
 
 def baseline_code(commit: str):
-    """(train_loop, make_step) as they were at ``commit``."""
+    """(train_loop, make_step) as they were at ``commit``; that ``make_step`` also turns the networks'
+    in-place ReLUs back into out-of-place ones, as ``nets/nln_nets.py`` had them before issue 12.6."""
     loop = load_at_commit("noveltylab/train.py", "noveltylab._speed_base_train", commit)
     steps = load_at_commit("noveltylab/methods/nln/training.py", "noveltylab.methods.nln._speed_base_training", commit)
-    return loop.train_loop, steps.make_step
+
+    def make_step(nets, *args, **kw):
+        for m in nets.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = False
+        return steps.make_step(nets, *args, **kw)
+    return loop.train_loop, make_step
 
 
 def short_commit(rev: str) -> str:

@@ -1,6 +1,7 @@
 """The faster NLN training path (issue 12.6) keeps the maths: the generator steps that skip unused
-gradients give bit-identical weights, the loop's on-device loss sums give the same history, and
-channels-last training agrees with the default layout to float rounding and scores real digits alike."""
+gradients, Adam's multi-tensor update and in-place ReLUs give bit-identical weights, the loop's
+on-device loss sums give the same history, and channels-last training agrees with the default
+layout to float rounding and scores real digits alike."""
 from __future__ import annotations
 
 import contextlib
@@ -83,6 +84,22 @@ def test_frozen_discriminator_is_bit_identical(fam, monkeypatch):
     new = _weights(fam, training.make_step, x)
     monkeypatch.setattr(training, "_frozen", lambda module: contextlib.nullcontext())  # gradients kept
     old = _weights(fam, training.make_step, x)
+    for k in new:
+        assert torch.equal(new[k], old[k]), k
+
+
+@pytest.mark.parametrize("fam", ["ae", "vae", "aeres"])
+def test_inplace_relu_is_bit_identical(fam, monkeypatch):
+    x = _images()
+    new = _weights(fam, training.make_step, x)
+
+    def out_of_place(nets, *args, **kw):  # the networks as they were: ReLUs not in place
+        relus = [m for m in nets.modules() if isinstance(m, nn.ReLU)]
+        assert relus and all(m.inplace for m in relus)
+        for m in relus:
+            m.inplace = False
+        return training.make_step(nets, *args, **kw)
+    old = _weights(fam, out_of_place, x)
     for k in new:
         assert torch.equal(new[k], old[k]), k
 

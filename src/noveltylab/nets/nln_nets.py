@@ -25,6 +25,10 @@ Patch network (:class:`PatchEncoder` / :class:`PatchDecoder`, patch sides
 from 1x1, 3x3 convs, 4x4 stride-2 transposed convs up to the patch size,
 sigmoid output).
 
+The LeNet-type ReLUs work in place (they follow a convolution or a linear layer, whose
+backward does not need its output): the same values, one activation buffer fewer per layer,
+bit-identical training (tested) and faster on CPU (issue 12.6).
+
 Every network returns logits where a loss needs them (``logits=True``) so the
 losses use ``binary_cross_entropy_with_logits`` (numerically safe).
 """
@@ -53,7 +57,7 @@ class LeNetEncoder(nn.Module):
         layers: list[nn.Module] = []
         cin = channels
         for i in range(3):
-            layers += [_conv2_same(cin, filters), nn.ReLU()]
+            layers += [_conv2_same(cin, filters), nn.ReLU(inplace=True)]
             if i < 2:
                 layers.append(nn.MaxPool2d(2))
             layers.append(nn.BatchNorm2d(filters))
@@ -62,7 +66,7 @@ class LeNetEncoder(nn.Module):
         flat = filters * (height // 4) * (width // 4)
         self.vae = vae
         if vae:
-            self.hidden = nn.Sequential(nn.Linear(flat, filters), nn.ReLU())
+            self.hidden = nn.Sequential(nn.Linear(flat, filters), nn.ReLU(inplace=True))
             self.mean = nn.Linear(filters, latent_dim)
             self.logvar = nn.Linear(filters, latent_dim)
         else:
@@ -87,10 +91,10 @@ class LeNetDecoder(nn.Module):
     def __init__(self, channels: int, height: int, width: int, latent_dim: int = 32, filters: int = 32) -> None:
         super().__init__()
         self.shape = (filters, height // 4, width // 4)
-        self.dense = nn.Sequential(nn.Linear(latent_dim, filters * (height // 4) * (width // 4)), nn.ReLU())
+        self.dense = nn.Sequential(nn.Linear(latent_dim, filters * (height // 4) * (width // 4)), nn.ReLU(inplace=True))
         layers: list[nn.Module] = []
         for _ in range(2):
-            layers += [_conv2_same(filters, filters), nn.ReLU(), nn.Upsample(scale_factor=2),
+            layers += [_conv2_same(filters, filters), nn.ReLU(inplace=True), nn.Upsample(scale_factor=2),
                        nn.BatchNorm2d(filters)]
         layers.append(_conv2_same(filters, channels))
         self.body = nn.Sequential(*layers)
