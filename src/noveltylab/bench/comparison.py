@@ -2,8 +2,8 @@
 
 Such a record (written by ``benchmarks/anomalib_side_by_side.py``) holds per task one entry per row
 (library + method + setting) with image AUROC and, on MVTec-layout sets, pixel AUROC / PRO / IoU, and
-the seconds each took. The table shows, per data set, the mean of each metric over tasks, the mean
-seconds per task, and how many tasks each row won against its counterpart in the other library.
+the seconds each took. The table shows, per data set, the mean (± standard deviation over tasks: classes
+or seeds) of each metric and the mean seconds per task.
 """
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def load_comparison(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _cell(values: list[float]) -> str:
+    """Mean in %, with the standard deviation over tasks (classes or seeds) when there are several."""
+    v = 100 * np.asarray(values, dtype=float)
+    return f"{v.mean():.1f}" + (f" ± {v.std():.1f}" if len(v) > 1 else "")
+
+
+def _task_name(t: dict[str, Any]) -> str:
+    return f"{t['task']} seed {t['seed']}" if "seed" in t else str(t["task"])
+
+
 def comparison_markdown(data: dict[str, Any]) -> str:
     """Per data set: one row per compared setting with mean metrics (in %) and mean seconds per task."""
     out: list[str] = []
@@ -36,11 +46,11 @@ def comparison_markdown(data: dict[str, Any]) -> str:
         rows = list(tasks[0]["rows"])
         shown = [(k, name) for k, name in METRICS if all(k in t["rows"][r] for t in tasks for r in rows)]
         out += [f"**{ds}** ({len(tasks)} task{'s' if len(tasks) != 1 else ''}: "
-                f"{', '.join(str(t['task']) for t in tasks)})", "",
+                f"{', '.join(_task_name(t) for t in tasks)})", "",
                 "| setting | " + " | ".join(n for _, n in shown) + " | seconds per task |",
                 "|---|" + "---|" * (len(shown) + 1)]
         for r in rows:
-            cells = [f"{100 * np.mean([t['rows'][r][k] for t in tasks]):.1f}" for k, _ in shown]
+            cells = [_cell([t["rows"][r][k] for t in tasks]) for k, _ in shown]
             secs = np.mean([t["rows"][r].get("seconds", np.nan) for t in tasks])
             out.append(f"| {r} | " + " | ".join(cells) + f" | {secs:.0f} |")
         out.append("")
