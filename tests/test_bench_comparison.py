@@ -26,9 +26,9 @@ def _record() -> dict:
 def test_means_per_data_set_and_pixel_columns_only_where_present():
     md = comparison_markdown(_record())
     cifar, mvtec = md.split("**mvtec**")
-    assert "| ours | 70.0 ± 10.0 | 10 |" in cifar and "| theirs | 60.0 ± 10.0 | 50 |" in cifar
+    assert "| ours | 70.00 ± 10.00 | 10 |" in cifar and "| theirs | 60.00 ± 10.00 | 50 |" in cifar
     assert "pixel AUROC" not in cifar
-    assert "| ours | 100.0 | 99.0 | 89.0 | 20.0 | 10 |" in mvtec
+    assert "| ours | 100.00 | 99.00 | 89.00 | 20.00 | 10 |" in mvtec
     assert "commit abc1234" in md and "anomalib 2.7.0" in md
 
 
@@ -41,7 +41,7 @@ def test_readme_marker_is_filled_from_the_record(tmp_path):
                       '<!-- table:cmp:end -->\ny\n')
     assert update_file(readme, []) == 1
     text = readme.read_text()
-    assert "old" not in text and "| theirs | 60.0 ± 10.0 | 50 |" in text and text.endswith("y\n")
+    assert "old" not in text and "| theirs | 60.00 ± 10.00 | 50 |" in text and text.endswith("y\n")
 
 
 def test_wrong_record_kind_is_a_clear_error(tmp_path):

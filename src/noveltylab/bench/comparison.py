@@ -29,9 +29,9 @@ def load_comparison(path: str | Path) -> dict[str, Any]:
 
 
 def _cell(values: list[float]) -> str:
-    """Mean in %, with the standard deviation over tasks (classes or seeds) when there are several."""
+    """Mean in % (two decimals: the libraries differ in the second), with the standard deviation over tasks (classes or seeds) when there are several."""
     v = 100 * np.asarray(values, dtype=float)
-    return f"{v.mean():.1f}" + (f" ± {v.std():.1f}" if len(v) > 1 else "")
+    return f"{v.mean():.2f}" + (f" ± {v.std():.2f}" if len(v) > 1 else "")
 
 
 def _task_name(t: dict[str, Any]) -> str:
