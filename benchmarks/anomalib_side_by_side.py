@@ -38,6 +38,8 @@ ROWS = {  # key: (row label, library, method, params)
     "anomalib-pc10": ("anomalib patchcore (10 % coreset, its default)", "anomalib", "patchcore", {"coreset": 0.1}),
     "ours-padim": ("noveltylab padim (100 channels)", "noveltylab", "padim", {}),
     "anomalib-padim": ("anomalib padim (100 channels)", "anomalib", "padim", {"n_features": 100}),
+    "anomalib-padim-samech": ("anomalib padim (noveltylab's 100 channels)", "anomalib", "padim",
+                              {"n_features": 100}),
 }
 # anomalib's k-center greedy takes ~10 min per CIFAR-10 class at 10 % on two cores (it re-allocates the
 # full projected bank every step), so by default the 10 % rows run on the generated set only
@@ -134,11 +136,17 @@ def main() -> None:
                     det.fit(torch.from_numpy(train).float() / 255.0)
                     x = torch.from_numpy(test).float() / 255.0
                     scores = np.asarray(det.score(x))
+                    if method == "padim":  # the channel subset drawn, for the "same channels" row
+                        payload["padim_idx"] = det.channels_.numpy()
                     maps = np.asarray(det.anomaly_map(x)) if localise else None
                     info = {}
                 else:
                     check_payload = payload if method == "padim" else {k: v for k, v in payload.items()
-                                                                      if k != "check_map0"}
+                                                                      if k not in ("check_map0", "padim_idx")}
+                    if key != "anomalib-padim-samech":
+                        check_payload = {k: v for k, v in check_payload.items() if k != "padim_idx"}
+                    elif "padim_idx" not in check_payload:
+                        raise SystemExit("error: the anomalib-padim-samech row needs the ours-padim row before it")
                     if method == "patchcore":  # PatchCore's layers are our blocks 6 and 13
                         check_payload["check_map0"], check_payload["check_map1"] = payload["check_map1"], \
                             payload["check_map2"]

@@ -123,6 +123,8 @@ def main() -> None:
         layers = ["blocks.1", "blocks.2", "blocks.4"]
         model = PadimModel(layers=layers, backbone="mobilenetv2_100", pre_trained=False, n_features=a.n_features)
     install_backbone(model, a.weights, layers)
+    if a.method == "padim" and "padim_idx" in d.files:  # the same random channel subset as noveltylab's
+        model.idx = torch.from_numpy(d["padim_idx"]).long()
     info: dict = {"anomalib_layers": layers}
     if "check_images" in d.files:  # the backbone must reproduce noveltylab's maps
         with torch.no_grad():
