@@ -43,6 +43,8 @@ ROWS = {  # key: (row label, library, method, params)
 }
 # anomalib's k-center greedy takes ~10 min per CIFAR-10 class at 10 % on two cores (it re-allocates the
 # full projected bank every step), so by default the 10 % rows run on the generated set only
+# which of our feature maps (blocks 3, 6, 13) the worker checks its backbone against, per method's layers
+CHECK_MAPS = {"patchcore": [1, 2], "padim": [0, 1, 2]}
 CIFAR_ROWS = ["ours-pc1", "anomalib-pc1", "ours-padim", "anomalib-padim"]
 MVTEC_ROWS = list(ROWS)
 
@@ -123,9 +125,8 @@ def main() -> None:
             train, test = uint8_images(split.train), uint8_images(split.test)
             fm = FeatureMaps("mobilenet_v2", weights, 224, [3, 6, 13])
             with torch.no_grad():
-                check = fm(torch.from_numpy(test[:4]).float() / 255.0)
-            payload = {"train": train, "test": test, "check_images": test[:4],
-                       **{f"check_map{i}": m.numpy() for i, m in enumerate(check)}}
+                check = [m.numpy() for m in fm(torch.from_numpy(test[:4]).float() / 255.0)]
+            padim_idx = None
             task = {"dataset": s.dataset, "task": job.name, "seed": job.seed, "n_train": len(train), "n_test": len(test),
                     "n_novel": int(split.test_labels.sum()), "rows": {}}
             for key in (a.mvtec_rows if localise else a.cifar_rows):
@@ -137,21 +138,16 @@ def main() -> None:
                     x = torch.from_numpy(test).float() / 255.0
                     scores = np.asarray(det.score(x))
                     if method == "padim":  # the channel subset drawn, for the "same channels" row
-                        payload["padim_idx"] = det.channels_.numpy()
+                        padim_idx = det.channels_.numpy()
                     maps = np.asarray(det.anomaly_map(x)) if localise else None
                     info = {}
                 else:
-                    check_payload = payload if method == "padim" else {k: v for k, v in payload.items()
-                                                                      if k not in ("check_map0", "padim_idx")}
-                    if key != "anomalib-padim-samech":
-                        check_payload = {k: v for k, v in check_payload.items() if k != "padim_idx"}
-                    elif "padim_idx" not in check_payload:
+                    if key == "anomalib-padim-samech" and padim_idx is None:
                         raise SystemExit("error: the anomalib-padim-samech row needs the ours-padim row before it")
-                    if method == "patchcore":  # PatchCore's layers are our blocks 6 and 13
-                        check_payload["check_map0"], check_payload["check_map1"] = payload["check_map1"], \
-                            payload["check_map2"]
-                        check_payload.pop("check_map2")
-                    scores, maps, info = run_worker(a.peer_python, check_payload, method, params, str(weights),
+                    payload = {"train": train, "test": test, "check_images": test[:4],
+                               **{f"check_map{j}": check[i] for j, i in enumerate(CHECK_MAPS[method])},
+                               **({"padim_idx": padim_idx} if key == "anomalib-padim-samech" else {})}
+                    scores, maps, info = run_worker(a.peer_python, payload, method, params, str(weights),
                                                     a.threads, localise, job.seed)
                     if maps is not None:  # anomalib's maps are at 224: back to the mask size, as ours are
                         maps = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None],
