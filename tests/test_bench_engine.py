@@ -406,3 +406,29 @@ def test_diagnostics_are_recorded_and_fallback_tasks_leave_the_mean(tmp_path, mo
     kept = [np.mean(per[n]["metrics"]["auroc"]) for n in ("0", "2")]
     assert rec["mean"]["auroc"] == pytest.approx(np.mean(kept))
     assert rec["mean"]["auroc"] != pytest.approx(np.mean([np.mean(e["metrics"]["auroc"]) for e in per.values()]))
+
+
+def test_variant_paper_key_rule():
+    """The entry's paper_key covers its own label only: a plain-score variant is not compared with the
+    method's paper number unless it names its own paper_key (issue 12: a plain NLN row was shown
+    against the NLN paper value)."""
+    spec = parse_spec(SPEC.replace('match = "analogue"', 'match = "analogue"\npaper_key = "raw-nn-qed"') + """
+[[entry.variant]]
+label = "raw-nn-eed"
+protocol = "near-nd"
+[[entry.variant]]
+label = "raw-nn-plain"
+scoring = { index = "Flat" }
+[[entry.variant]]
+label = "raw-nn-abl"
+paper_key = "raw-nn-abl-paper"
+scoring = { index = "PQ16x4" }
+""", "t.toml")
+    s = spec.settings[0]
+    assert s.paper_key_for("raw-nn-eed") == "raw-nn-qed"  # same label under another protocol
+    assert s.paper_key_for("raw-nn-plain") is None
+    assert s.paper_key_for("raw-nn-abl") == "raw-nn-abl-paper"
+    # paper_key is provenance, not a result-changing setting
+    other = parse_spec(spec_text := SPEC + '[[entry.variant]]\nlabel = "v"\nscoring = { index = "Flat" }\n', "t.toml")
+    keyed = parse_spec(spec_text.replace('label = "v"', 'label = "v"\npaper_key = "x"'), "t.toml")
+    assert other.settings[0].key() == keyed.settings[0].key()

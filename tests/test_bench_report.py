@@ -92,3 +92,15 @@ def test_readme_tables_are_regenerated_between_markers(tmp_path):
     table = text[text.index("table:r:start"):text.index("table:r:end")]
     assert "raw-nn-eed" in table and "raw-nn-qed" not in table
     assert update_file(readme, []) == 2 and text.count("<!-- table:") == 4  # idempotent markers
+
+
+def test_plain_variant_is_not_shown_against_the_entry_paper_number(tmp_path):
+    spec = SPEC.replace('params = { index = "PQ32x4" }', 'params = { index = "PQ32x4" }\npaper_key = "raw-nn-qed"\n'
+                        '[[entry.variant]]\nlabel = "raw-nn-qed-plain"\nscoring = { index = "Flat" }')
+    res = _folder(tmp_path, [_record(), _record(label="raw-nn-qed-plain", auroc=0.5, derived_from="raw-nn-qed",
+                                                   params_overrides={"index": "Flat"}, config={"index": "Flat"})])
+    (tmp_path / "benchmarks" / "specs" / "p003.toml").write_text(spec)
+    text = write_report(res, tmp_path / "benchmarks" / "RESULTS.md").read_text()
+    head = text[:text.index("## Details")]
+    assert "| [raw-nn-qed · mnist · one-class · cpu](results/r0.json) | 94.7 | 95.0 | +0.3 | exact |" in head
+    assert "| 94.7 | 50.0 |" not in head  # the plain row has no paper number of its own

@@ -266,8 +266,9 @@ def records_from_parts(setting: Setting, parts: Sequence[dict[str, Any]], *, fai
             "paper_table": getattr(spec, "table", ""), "setting_key": setting.key(),
             "failed_tasks": list(failed), "fallback_tasks": excluded,
         }
-        if setting.paper_key and variant is None:
-            rec["paper_key"] = setting.paper_key
+        paper_key = setting.paper_key_for(label)
+        if paper_key:
+            rec["paper_key"] = paper_key
         if variant is not None:
             rec["derived_from"] = setting.label
         complete = default_tasks is not None and set(per_task) == default_tasks and len(seeds) == len(setting.seeds)

@@ -143,7 +143,7 @@ def records_by_spec(records: list[dict[str, Any]], specs: list[Any]) -> tuple[li
                     if id(r) not in used and _same_params(r, params):
                         used.add(id(r))
                         mine.append({**r, "match": r.get("match") or s.match, "row": r.get("row") or s.row,
-                                     "paper_key": r.get("paper_key") or s.paper_key})
+                                     "paper_key": s.paper_key_for(r["label"])})
         out.append((spec, mine))
     return out, [r for r in records if id(r) not in used]
 

@@ -44,7 +44,7 @@ from typing import Any
 
 ENTRY_KEYS = {"label", "method", "profile", "params", "dataset", "protocol", "options", "classes", "seeds",
               "row", "match", "notes", "variant", "paper_key", "extras"}
-VARIANT_KEYS = {"label", "scoring", "protocol", "options", "metric", "notes", "row", "match"}
+VARIANT_KEYS = {"label", "scoring", "protocol", "options", "metric", "notes", "row", "match", "paper_key"}
 SPEC_KEYS = {"paper", "table", "title", "notes"}
 MATCHES = ("exact", "analogue")
 ENGINE_OPTIONS = ("test_every",)  # options the engine applies itself (not passed to the protocol)
@@ -66,6 +66,7 @@ class Variant:
     notes: str = ""
     row: str = ""
     match: str | None = None
+    paper_key: str | None = None   # paper_numbers.csv label of this variant's row (see Setting.paper_key_for)
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,19 @@ class Setting:
         if not d["extras"]:
             d.pop("extras")  # keys of settings without extras stay what they were
         for v in d["variants"]:
-            for k in ("notes", "row", "match"):
+            for k in ("notes", "row", "match", "paper_key"):
                 v.pop(k)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def paper_key_for(self, label: str) -> str | None:
+        """The paper_numbers.csv label for the record ``label`` of this setting. The entry's ``paper_key``
+        covers its own label only (also a variant of the same label under another protocol); a variant
+        of another label (e.g. the plain score, an ablation term) names its own ``paper_key`` or is looked
+        up under its label, so a plain-score row is never shown against the NLN paper number."""
+        for v in self.variants:
+            if v.label == label and v.paper_key:
+                return v.paper_key
+        return self.paper_key if label == self.label else None
 
     @property
     def labels(self) -> list[str]:
@@ -159,7 +170,7 @@ def _variant(where: str, raw: Any) -> Variant:
         raise _fail(where, f"'match' must be one of {MATCHES}, got {raw['match']!r}")
     return Variant(label=raw["label"], scoring=dict(raw.get("scoring", {})), protocol=raw.get("protocol"),
                    options=dict(raw.get("options", {})), metric=raw.get("metric"), notes=raw.get("notes", ""),
-                   row=raw.get("row", ""), match=raw.get("match"))
+                   row=raw.get("row", ""), match=raw.get("match"), paper_key=raw.get("paper_key"))
 
 
 def _classes(where: str, value: Any) -> list[Any] | None:
