@@ -27,13 +27,19 @@ def test_gain_cells_from_two_record_pairs():
     recs = [record("nln-ae", 0.90), record("nln-ae-plain", 0.80),                     # SIMO MNIST AE: +12.5 %
             record("nln-aecon", 0.66, "leave-one-out", "fashion-mnist", {"max_train": 1000}),
             record("nln-aecon-plain", 0.60, "leave-one-out", "fashion-mnist", {"max_train": 1000}),  # +10.0 %
-            record("nln-vae", 0.90), record("nln-vae-plain", 0.95, options={"max_train": 1000})]  # not a pair
+            record("nln-vae", 0.90), record("nln-vae-plain", 0.95, options={"max_train": 1000}),  # not a pair
+            # a full-training-set run of a published setting; its plain variant is found via derived_from
+            record("nln-aecon-t3-fashion-mnist-full", 0.77, "leave-one-out", "fashion-mnist"),
+            {**record("nln-aecon-full-plain", 0.70, "leave-one-out", "fashion-mnist"),
+             "derived_from": "nln-aecon-t3-fashion-mnist-full"}]  # +10.0 %
     md = nln_gain.nln_gain_markdown(recs)
     lines = md.splitlines()
-    assert "| Table 2 (SIMO) | mnist | cpu | +12.5 (3.45) | - (4.92) | - (3.99) | - (3.47) | - (4.21) |" in lines
-    assert "| Table 1 (MISO) | fashion-mnist | cpu | - (11.52) | - (9.53) | - (10.31) | - (11.95) | +10.0 (11.52) |" \
-        in lines
-    assert len(lines) == 4  # header, rule and the two rows with a pair; no row for data sets without one
+    assert "| Table 2 (SIMO) | mnist | cpu | all | +12.5 (3.45) | - (4.92) | - (3.99) | - (3.47) | - (4.21) |" in lines
+    assert "| Table 1 (MISO) | fashion-mnist | cpu | 1000 | - (11.52) | - (9.53) | - (10.31) | - (11.95) " \
+           "| +10.0 (11.52) |" in lines
+    assert "| Table 1 (MISO) | fashion-mnist | cpu | all | - (11.52) | - (9.53) | - (10.31) | - (11.95) " \
+           "| +10.0 (11.52) |" in lines
+    assert len(lines) == 5  # header, rule and the three rows with a pair; no row for data sets without one
 
 
 def test_relative_gain_and_marker(tmp_path):
@@ -42,7 +48,7 @@ def test_relative_gain_and_marker(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text('<!-- table:g:start kind="nln-gain" labels="nln-*" -->\nSTALE ROWS\n<!-- table:g:end -->\n')
     assert update_file(readme, [record("nln-ae", 0.5), record("nln-ae-plain", 0.4)]) == 1
-    assert "STALE ROWS" not in readme.read_text() and "| mnist | cpu | +25.0 (3.45) |" in readme.read_text()
+    assert "STALE ROWS" not in readme.read_text() and "| mnist | cpu | all | +25.0 (3.45) |" in readme.read_text()
 
 
 def test_alpha_sweep_rows_sorted_by_alpha():
@@ -55,3 +61,22 @@ def test_alpha_sweep_rows_sorted_by_alpha():
     lines = nln_gain.alpha_sweep_markdown(recs + [record("nln-ae", 0.9)]).splitlines()  # no config: left out
     assert [line.split(" | ")[2] for line in lines[2:]] == ["0", "0.25", "1"]
     assert lines[3] == "| mnist | cpu | 0.25 | 55.0 | 80.0 | 50.0 | 10.0 | nln-ae-patch-fig6-a0.25 |"
+
+
+def test_nln_table_pairs_full_set_rows_with_their_plain_variant():
+    from noveltylab.bench.tables import nln_family, nln_table
+
+    assert [nln_family(x) for x in ("nln-ae", "nln-aeres-t3-fashion-mnist-full", "nln-ae-full-plain",
+                                    "nln-aecon-full-abl-nln", "nln-ae-patch")] == ["ae", "aeres", None, None, None]
+    recs = [record("nln-ae", 0.70, "leave-one-out", options={"max_train": 1000}),
+            record("nln-ae-plain", 0.60, "leave-one-out", options={"max_train": 1000}),
+            record("nln-aecon-t3-mnist-full", 0.88, "leave-one-out"),
+            {**record("nln-aecon-full-plain", 0.80, "leave-one-out"), "derived_from": "nln-aecon-t3-mnist-full"},
+            record("nln-aecon-full-abl-nln", 0.84, "leave-one-out"),
+            record("nln-aecon-t3-mnist", 0.72, "leave-one-out", options={"max_train": 1000})]  # capped setting row
+    lines = nln_table(recs).splitlines()
+    full = next(x for x in lines if "| nln-aecon-t3-mnist-full |" in x)
+    assert "| all | 10 | 88.0 | 80.0 | +10.0% |" in full
+    assert any("| nln-ae | cpu (cpu) | 1000 | 10 | 70.0 | 60.0 | +16.7% |" in x for x in lines)
+    assert not any("| nln-aecon-t3-mnist |" in x for x in lines)
+    assert any("| nln-aecon-full-abl-nln | cpu | all | 10 | 84.0 |" in x for x in lines)  # a study row

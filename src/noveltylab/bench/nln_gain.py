@@ -1,9 +1,9 @@
 """Paper 000 Tables 1 and 2: mean AUROC percentage increase from NLN, per model family and data set;
 and the Fig. 6 analogue (image and pixel metrics over alpha, ``alpha_sweep_markdown``).
 
-Ours: ``100 * (NLN - plain) / plain`` on the class-mean AUROC of the records ``nln-<family>``
-and ``nln-<family>-plain``, which are the *same trained models* scored with and without NLN
-(a scoring variant). The paper compares its best reconstruction-only configuration with its best
+Ours: ``100 * (NLN - plain) / plain`` on the class-mean AUROC of a main NLN record (``nln-<family>``,
+or a full-training-set row ``nln-<family>[-t<N>-<data>]-full``) and its ``-plain`` variant, which are
+the *same trained models* scored with and without NLN (a scoring variant); one row per training cap. The paper compares its best reconstruction-only configuration with its best
 NLN configuration of each family (K, L, alpha picked per data set), so its gain mixes NLN with
 that selection. Paper values: ``paper_numbers.csv`` rows with metric ``nln_gain_pct``. One row per
 table, data set and profile; where several record pairs share them (e.g. different training caps)
@@ -11,11 +11,10 @@ the one ``tables.headline_rank`` ranks first is shown.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from .report import _profile, paper_numbers
-from .tables import headline_rank
+from .tables import nln_setting, headline_rank, nln_family, plain_partners, train_cap
 
 FAMILIES = (("ae", "AE"), ("aae", "AAE"), ("vae", "VAE"), ("aeres", "AE-res"), ("aecon", "AE-con"))
 TABLES = (("leave-one-out", "Table 1 (MISO)"), ("one-class", "Table 2 (SIMO)"))
@@ -30,21 +29,17 @@ def relative_gain(nln: float | None, plain: float | None) -> float | None:
     return 100.0 * (nln - plain) / plain
 
 
-def _setting(r: dict[str, Any]) -> tuple:
-    return (r["dataset"], r["protocol"], _profile(r), tuple(sorted(r["tasks"])),
-            tuple(sorted((r.get("protocol_options") or {}).items())))
-
-
-def gain_pairs(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], tuple[dict, dict]]:
-    """``(protocol, dataset, profile, family) -> (NLN record, plain record)`` of the same setting."""
-    plain = {(r["label"],) + _setting(r): r for r in records}
-    best: dict[tuple[str, str, str, str], tuple[dict, dict]] = {}
+def gain_pairs(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, str, str], tuple[dict, dict]]:
+    """``(protocol, dataset, profile, training cap, family) -> (NLN record, plain record)``: a main NLN row
+    (``tables.nln_family``) and the plain score of the same trained models (``tables.plain_partners``)."""
+    partners = plain_partners(records)
+    best: dict[tuple[str, str, str, str, str], tuple[dict, dict]] = {}
     for r in sorted(records, key=lambda r: str(r.get("_path", r["label"]))):
-        m = re.fullmatch(r"nln-(ae|aae|vae|aeres|aecon)", r["label"])
-        p = plain.get((f"{r['label']}-plain",) + _setting(r)) if m else None
+        fam = nln_family(r["label"])
+        p = partners.get((r["label"],) + nln_setting(r)) if fam else None
         if p is None or "auroc" not in r.get("mean", {}) or "auroc" not in p.get("mean", {}):
             continue
-        key = (r["protocol"], r["dataset"], _profile(r), m.group(1))
+        key = (r["protocol"], r["dataset"], _profile(r), train_cap(r), fam)
         if key not in best or headline_rank(r) > headline_rank(best[key][0]):
             best[key] = (r, p)
     return best
@@ -54,21 +49,23 @@ def nln_gain_markdown(records: list[dict[str, Any]]) -> str:
     """Rows: table, data set, profile; cells: our gain (the paper's) per family."""
     refs = paper_numbers()
     pairs = gain_pairs(records)
-    out = ["| paper table | data set | profile (device) | " + " | ".join(f"{name} ours (paper)" for _, name in FAMILIES)
-           + " |", "|" + "---|" * (3 + len(FAMILIES))]
+    out = ["| paper table | data set | profile (device) | train images | "
+           + " | ".join(f"{name} ours (paper)" for _, name in FAMILIES) + " |", "|" + "---|" * (4 + len(FAMILIES))]
     profiles = sorted({k[2] for k in pairs})
+    caps = sorted({k[3] for k in pairs}, key=lambda c: (c == "all", c))
     for proto, title in TABLES:
         for ds in DATASETS:
             for prof in profiles:
-                cells = []
-                for fam, _ in FAMILIES:
-                    ref = refs.get((f"nln-{fam}", ds, proto, METRIC))
-                    paper = f"{float(ref['value']):.2f}" if ref else "-"
-                    pair = pairs.get((proto, ds, prof, fam))
-                    g = relative_gain(pair[0]["mean"]["auroc"], pair[1]["mean"]["auroc"]) if pair else None
-                    cells.append(f"{'-' if g is None else f'{g:+.1f}'} ({paper})")
-                if any(not c.startswith("- ") for c in cells):
-                    out.append(f"| {title} | {ds} | {prof} | " + " | ".join(cells) + " |")
+                for cap in caps:
+                    cells = []
+                    for fam, _ in FAMILIES:
+                        ref = refs.get((f"nln-{fam}", ds, proto, METRIC))
+                        paper = f"{float(ref['value']):.2f}" if ref else "-"
+                        pair = pairs.get((proto, ds, prof, cap, fam))
+                        g = relative_gain(pair[0]["mean"]["auroc"], pair[1]["mean"]["auroc"]) if pair else None
+                        cells.append(f"{'-' if g is None else f'{g:+.1f}'} ({paper})")
+                    if any(not c.startswith("- ") for c in cells):
+                        out.append(f"| {title} | {ds} | {prof} | {cap} | " + " | ".join(cells) + " |")
     if len(out) == 2:
         return "No pairs of nln-<family> / nln-<family>-plain records yet."
     return "\n".join(out)

@@ -66,32 +66,70 @@ def _task_key(r: dict[str, Any]) -> str:
     return ",".join(sorted(r["tasks"]))
 
 
+NLN_ROW = re.compile(r"nln-(ae|aae|vae|aeres|aecon)(?:-t\d-[a-z0-9-]+?)?(?:-full)?")
+
+
+def nln_family(label: str) -> str | None:
+    """The NLN family of a main row (``nln-<family>``, a published setting ``nln-<family>-t<N>-<data>``,
+    either with ``-full`` for a full-training-set run); None for variants and other labels."""
+    m = NLN_ROW.fullmatch(label)
+    return m.group(1) if m and not label.endswith("-plain") else None
+
+
+def nln_setting(r: dict[str, Any]) -> tuple:
+    return (r["dataset"], r["protocol"], str(r.get("profile")), _task_key(r),
+            tuple(sorted((r.get("protocol_options") or {}).items())))
+
+
+def plain_partners(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """``(label, setting) -> plain record``: the same trained models scored without NLN, found as
+    ``<label>-plain`` or as the ``-plain`` variant ``derived_from`` the label (e.g. the full-set AE-con
+    row ``nln-aecon-t3-mnist-full`` and its ``nln-aecon-full-plain``)."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        if r["label"].endswith("-plain"):
+            out[(r["label"][:-len("-plain")],) + nln_setting(r)] = r
+    for r in records:
+        if r["label"].endswith("-plain") and r.get("derived_from"):
+            out.setdefault((r["derived_from"],) + nln_setting(r), r)
+    return out
+
+
+def train_cap(r: dict[str, Any]) -> str:
+    """The training-set cap of a record, as a table cell ("all" for the full training set)."""
+    cap = (r.get("protocol_options") or {}).get("max_train")
+    return "all" if cap is None else str(cap)
+
+
 def nln_table(records: list[dict[str, Any]]) -> str:
-    """NLN AUROC beside the plain score of the same trained models (``<label>-plain``), the relative gain
-    and the paper's numbers; then the studies (ablation terms, K and latent-size sweeps)."""
+    """NLN AUROC beside the plain score of the same trained models (:func:`plain_partners`), the relative
+    gain and the paper's numbers; then the studies (ablation terms, K and latent-size sweeps)."""
     refs = paper_numbers()
-    index = {(r["label"], r["dataset"], r["protocol"], r.get("profile"), _task_key(r)): r for r in records}
-    rows = ["| data set | protocol | model | profile (device) | tasks | NLN AUROC | plain AUROC | NLN gain | "
-            "paper (label: value) | train s/task | score img/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    studies = ["| data set | protocol | variant | profile | tasks | AUROC | paper |", "|---|---|---|---|---|---|---|"]
+    partners = plain_partners(records)
+    rows = ["| data set | protocol | model | profile (device) | train images | tasks | NLN AUROC | plain AUROC "
+            "| NLN gain | paper (label: value) | train s/task | score img/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    studies = ["| data set | protocol | variant | profile | train images | tasks | AUROC | paper |",
+               "|---|---|---|---|---|---|---|---|"]
     natural = lambda r: (r["dataset"], r["protocol"],  # noqa: E731  (K2 before K10)
                          re.sub(r"\d+", lambda m: m.group().zfill(4), r["label"]), str(r.get("profile")))
     for r in sorted(records, key=natural):
         tasks = f"{len(r['tasks'])}{' (' + _task_key(r) + ')' if r.get('subset') else ''}"
-        if re.fullmatch(r"nln-(ae|aae|vae|aeres|aecon)", r["label"]):
-            plain = index.get((f"{r['label']}-plain", r["dataset"], r["protocol"], r.get("profile"), _task_key(r)))
+        fam = nln_family(r["label"])
+        if fam and (r["label"] == f"nln-{fam}" or r["label"].endswith("-full")):
+            plain = partners.get((r["label"],) + nln_setting(r))
             a, b = r["mean"].get("auroc"), plain["mean"].get("auroc") if plain else None
             gain = f"{100 * (a - b) / b:+.1f}%" if a is not None and b else "-"
-            paper = [f"{lab}: {v:.1f}" for lab in (r["label"], f"{r['label']}-plain")
-                     if (v := paper_value(refs, {**r, "label": lab})) is not None]
+            ref_labels = (r.get("paper_key") or r["label"], f"{r['label']}-plain")
+            paper = [f"{lab}: {v:.1f}" for lab in ref_labels if (v := paper_value(refs, {**r, "label": lab})) is not None]
             rows.append(f"| {r['dataset']} | {r['protocol']} | {r['label']} | {r.get('profile')} "
-                        f"({r.get('device', 'cpu')}) | {tasks} | {_pct(a)} | {_pct(b)} | {gain} "
+                        f"({r.get('device', 'cpu')}) | {train_cap(r)} | {tasks} | {_pct(a)} | {_pct(b)} | {gain} "
                         f"| {'; '.join(paper) or '-'} | {r.get('train_seconds_per_task') or 0:.0f} "
                         f"| {r.get('score_images_per_s') or 0:.0f} |")
-        elif re.search(r"-(abl-\w+|k\d+|L\d+)$", r["label"]):
+        elif re.search(r"-(abl-\w+|k\d+|L\d+|defaults)$", r["label"]):
             ref = paper_value(refs, r)
-            studies.append(f"| {r['dataset']} | {r['protocol']} | {r['label']} | {r.get('profile')} | {tasks} "
-                           f"| {_pct(r['mean'].get('auroc'))} | {'-' if ref is None else f'{ref:.1f}'} |")
+            studies.append(f"| {r['dataset']} | {r['protocol']} | {r['label']} | {r.get('profile')} | {train_cap(r)} "
+                           f"| {tasks} | {_pct(r['mean'].get('auroc'))} | {'-' if ref is None else f'{ref:.1f}'} |")
     out = "\n".join(rows)
     if len(studies) > 2:
         out += "\n\nStudies (same trained models, scoring variants; L sweeps retrain):\n\n" + "\n".join(studies)
