@@ -126,8 +126,9 @@ def _rel(r: dict[str, Any], root: Path) -> Path:
         return p
 
 
-def records_by_spec(records: list[dict[str, Any]], specs: list[Any]) -> tuple[list[tuple[Any, list[dict]]], list[dict]]:
-    """([(spec, its records in entry order)], records of no spec) matched by setting identity."""
+def _spec_matches(records: list[dict[str, Any]], specs: list[Any]) -> list[tuple[Any, Any, dict[str, Any]]]:
+    """(spec, setting, record) for every record a spec entry (or variant) reproduces, in entry order;
+    each record at most once (matched by setting identity and parameters)."""
     from .engine import _same_params, record_identity, setting_identities
 
     by_ident: dict[str, list[dict[str, Any]]] = {}
@@ -136,16 +137,34 @@ def records_by_spec(records: list[dict[str, Any]], specs: list[Any]) -> tuple[li
     used: set[int] = set()
     out = []
     for spec in specs:
-        mine = []
         for s in spec.settings:
             for ident, params in setting_identities(s):
                 for r in by_ident.get(ident, []):
                     if id(r) not in used and _same_params(r, params):
                         used.add(id(r))
-                        mine.append({**r, "match": r.get("match") or s.match, "row": r.get("row") or s.row,
-                                     "paper_key": s.paper_key_for(r["label"])})
-        out.append((spec, mine))
+                        out.append((spec, s, r))
+    return out
+
+
+def _as_in_spec(r: dict[str, Any], s: Any) -> dict[str, Any]:
+    """A record with the row, match and paper key its spec entry gives it (the spec is the current word:
+    a record written before a ``paper_key`` was added or corrected still reports under the right one)."""
+    return {**r, "match": r.get("match") or s.match, "row": r.get("row") or s.row, "paper_key": s.paper_key_for(r["label"])}
+
+
+def records_by_spec(records: list[dict[str, Any]], specs: list[Any]) -> tuple[list[tuple[Any, list[dict]]], list[dict]]:
+    """([(spec, its records in entry order)], records of no spec) matched by setting identity."""
+    matches = _spec_matches(records, specs)
+    used = {id(r) for _, _, r in matches}
+    out = [(spec, [_as_in_spec(r, s) for sp, s, r in matches if sp is spec]) for spec in specs]
     return out, [r for r in records if id(r) not in used]
+
+
+def with_spec_keys(records: list[dict[str, Any]], specs: list[Any]) -> list[dict[str, Any]]:
+    """``records`` in their order, each as its spec entry presents it (:func:`_as_in_spec`); records of no
+    spec unchanged. Used for every table, so the summary, the details and the README tables agree."""
+    setting = {id(r): s for _, s, r in _spec_matches(records, specs)}
+    return [_as_in_spec(r, setting[id(r)]) if id(r) in setting else r for r in records]
 
 
 def summary_table(records: list[dict[str, Any]], refs: dict, root: Path) -> tuple[list[str], int]:
@@ -296,6 +315,7 @@ def write_report(results_dir: str | Path = "benchmarks/results", out: str | Path
     results_dir = Path(results_dir)
     records, others = load_results(results_dir)
     specs = load_specs(specs_dir if specs_dir is not None else results_dir.parent / "specs")
+    records = with_spec_keys(records, specs)
     gen = Path(table1) if table1 is not None else results_dir.parent / "table1.py"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -254,10 +254,12 @@ def update_readmes(project_root: str | Path, records: list[dict[str, Any]]) -> l
 def write_all(results_dir: str | Path, out: str | Path) -> list[Path]:
     """RESULTS.md (``out``) and, when ``results_dir`` is a project's ``benchmarks/results``, the marked
     tables of that project's READMEs, all from the same records; the files written."""
-    from .report import load_results, write_report
+    from .report import load_results, with_spec_keys, write_report
+    from .spec import load_specs
 
     written = [write_report(results_dir, out)]
     root = Path(results_dir).resolve().parent.parent
     if (root / "src" / "noveltylab").is_dir() and (root / "README.md").is_file():
-        written += update_readmes(root, load_results(results_dir)[0])
+        records = with_spec_keys(load_results(results_dir)[0], load_specs(Path(results_dir).parent / "specs"))
+        written += update_readmes(root, records)
     return written
