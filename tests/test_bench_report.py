@@ -104,3 +104,16 @@ def test_plain_variant_is_not_shown_against_the_entry_paper_number(tmp_path):
     head = text[:text.index("## Details")]
     assert "| [raw-nn-qed · mnist · one-class · cpu](results/r0.json) | 94.7 | 95.0 | +0.3 | exact |" in head
     assert "| 94.7 | 50.0 |" not in head  # the plain row has no paper number of its own
+
+
+def test_spec_paper_key_reaches_the_details_of_an_older_record(tmp_path):
+    """A record written before its entry named a paper_key is still shown against the paper number, in
+    the summary and in the details table (both take the key from the spec)."""
+    spec = SPEC.replace('label = "raw-nn-qed"', 'label = "raw-nn-qed-full"\npaper_key = "raw-nn-qed"')
+    res = _folder(tmp_path, [_record(label="raw-nn-qed-full")])
+    (tmp_path / "benchmarks" / "specs" / "p003.toml").write_text(spec)
+    text = write_report(res, tmp_path / "benchmarks" / "RESULTS.md").read_text()
+    assert "| [raw-nn-qed-full · mnist · one-class · cpu](results/r0.json) | 94.7 | 95.0 | +0.3 | exact |" in text
+    details = text[text.index("## Details"):]
+    row = next(x for x in details.splitlines() if x.startswith("| raw-nn-qed-full |"))
+    assert "| 94.7 |" in row
