@@ -3,10 +3,11 @@ and the Fig. 6 analogue (image and pixel metrics over alpha, ``alpha_sweep_markd
 
 Ours: ``100 * (NLN - plain) / plain`` on the class-mean AUROC of a main NLN record (``nln-<family>``,
 or a full-training-set row ``nln-<family>[-t<N>-<data>]-full``) and its ``-plain`` variant, which are
-the *same trained models* scored with and without NLN (a scoring variant); one row per training cap. The paper compares its best reconstruction-only configuration with its best
+the *same trained models* scored with and without NLN (a scoring variant); one row per training cap.
+The paper compares its best reconstruction-only configuration with its best
 NLN configuration of each family (K, L, alpha picked per data set), so its gain mixes NLN with
 that selection. Paper values: ``paper_numbers.csv`` rows with metric ``nln_gain_pct``. One row per
-table, data set and profile; where several record pairs share them (e.g. different training caps)
+table, data set, profile and training cap; where several record pairs share them (e.g. a published setting beside the fixed defaults)
 the one ``tables.headline_rank`` ranks first is shown.
 """
 from __future__ import annotations

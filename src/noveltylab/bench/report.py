@@ -149,7 +149,8 @@ def _spec_matches(records: list[dict[str, Any]], specs: list[Any]) -> list[tuple
 def _as_in_spec(r: dict[str, Any], s: Any) -> dict[str, Any]:
     """A record with the row, match and paper key its spec entry gives it (the spec is the current word:
     a record written before a ``paper_key`` was added or corrected still reports under the right one)."""
-    return {**r, "match": r.get("match") or s.match, "row": r.get("row") or s.row, "paper_key": s.paper_key_for(r["label"])}
+    return {**r, "match": r.get("match") or s.match, "row": r.get("row") or s.row,
+            "paper_key": s.paper_key_for(r["label"])}
 
 
 def records_by_spec(records: list[dict[str, Any]], specs: list[Any]) -> tuple[list[tuple[Any, list[dict]]], list[dict]]:
@@ -158,6 +159,17 @@ def records_by_spec(records: list[dict[str, Any]], specs: list[Any]) -> tuple[li
     used = {id(r) for _, _, r in matches}
     out = [(spec, [_as_in_spec(r, s) for sp, s, r in matches if sp is spec]) for spec in specs]
     return out, [r for r in records if id(r) not in used]
+
+
+def load_spec_records(results_dir: str | Path, specs_dir: str | Path | None = None
+                      ) -> tuple[list[dict[str, Any]], list[tuple[Path, dict[str, Any]]], list[Any]]:
+    """(records as their spec entries present them, other JSON files, specs): what every table is made
+    from. Specs default to the ``specs`` folder beside ``results_dir``."""
+    from .spec import load_specs
+
+    records, others = load_results(results_dir)
+    specs = load_specs(specs_dir if specs_dir is not None else Path(results_dir).parent / "specs")
+    return with_spec_keys(records, specs), others, specs
 
 
 def with_spec_keys(records: list[dict[str, Any]], specs: list[Any]) -> list[dict[str, Any]]:
@@ -310,12 +322,8 @@ def write_report(results_dir: str | Path = "benchmarks/results", out: str | Path
                  specs_dir: str | Path | None = None, table1: str | Path | None = None) -> Path:
     """Render every result under ``results_dir`` into ``out`` (Markdown). Specs default to the ``specs``
     folder beside ``results_dir``; the Table 1 generator to ``table1.py`` beside it."""
-    from .spec import load_specs
-
     results_dir = Path(results_dir)
-    records, others = load_results(results_dir)
-    specs = load_specs(specs_dir if specs_dir is not None else results_dir.parent / "specs")
-    records = with_spec_keys(records, specs)
+    records, others, specs = load_spec_records(results_dir, specs_dir)
     gen = Path(table1) if table1 is not None else results_dir.parent / "table1.py"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,14 +66,14 @@ def _task_key(r: dict[str, Any]) -> str:
     return ",".join(sorted(r["tasks"]))
 
 
-NLN_ROW = re.compile(r"nln-(ae|aae|vae|aeres|aecon)(?:-t\d-[a-z0-9-]+?)?(?:-full)?")
+NLN_ROW = re.compile(r"nln-(ae|aae|vae|aeres|aecon)(?:(?:-t\d-[a-z0-9-]+)?-full)?")
 
 
 def nln_family(label: str) -> str | None:
-    """The NLN family of a main row (``nln-<family>``, a published setting ``nln-<family>-t<N>-<data>``,
-    either with ``-full`` for a full-training-set run); None for variants and other labels."""
+    """The NLN family of a main row: ``nln-<family>``, or a full-training-set run ``nln-<family>-full`` /
+    ``nln-<family>-t<N>-<data>-full`` (a published setting); None for variants and other labels."""
     m = NLN_ROW.fullmatch(label)
-    return m.group(1) if m and not label.endswith("-plain") else None
+    return m.group(1) if m else None
 
 
 def nln_setting(r: dict[str, Any]) -> tuple:
@@ -115,8 +115,7 @@ def nln_table(records: list[dict[str, Any]]) -> str:
                          re.sub(r"\d+", lambda m: m.group().zfill(4), r["label"]), str(r.get("profile")))
     for r in sorted(records, key=natural):
         tasks = f"{len(r['tasks'])}{' (' + _task_key(r) + ')' if r.get('subset') else ''}"
-        fam = nln_family(r["label"])
-        if fam and (r["label"] == f"nln-{fam}" or r["label"].endswith("-full")):
+        if nln_family(r["label"]):
             plain = partners.get((r["label"],) + nln_setting(r))
             a, b = r["mean"].get("auroc"), plain["mean"].get("auroc") if plain else None
             gain = f"{100 * (a - b) / b:+.1f}%" if a is not None and b else "-"
@@ -254,12 +253,10 @@ def update_readmes(project_root: str | Path, records: list[dict[str, Any]]) -> l
 def write_all(results_dir: str | Path, out: str | Path) -> list[Path]:
     """RESULTS.md (``out``) and, when ``results_dir`` is a project's ``benchmarks/results``, the marked
     tables of that project's READMEs, all from the same records; the files written."""
-    from .report import load_results, with_spec_keys, write_report
-    from .spec import load_specs
+    from .report import load_spec_records, write_report
 
     written = [write_report(results_dir, out)]
     root = Path(results_dir).resolve().parent.parent
     if (root / "src" / "noveltylab").is_dir() and (root / "README.md").is_file():
-        records = with_spec_keys(load_results(results_dir)[0], load_specs(Path(results_dir).parent / "specs"))
-        written += update_readmes(root, records)
+        written += update_readmes(root, load_spec_records(results_dir)[0])
     return written
