@@ -104,6 +104,30 @@ def test_tiny_generator_early_stopping_and_checkpoints(tmp_path):
         ScoreModel(3, size=10, mults=(1, 2, 2))
 
 
+def test_generator_samples_from_an_ema_of_its_weights(tmp_path):
+    """Sampling uses the warmed-up EMA of the trained weights (ema > 0), the raw weights with ema=0;
+    checkpoints hold both; a check restores the sampling weights."""
+    torch.manual_seed(0)
+    x = torch.rand(48, 1, 8, 8) * 0.5
+    g = ScoreModel(1, size=8, base=8, mults=(1, 2), lr=2e-3, batch_size=16, ema=0.999)
+    g.fit(x, 3, checkpoint_dir=tmp_path, checkpoint_every=3)
+    raw, ema = dict(g.net.named_parameters()), dict(g.ema_net.named_parameters())
+    assert g._ema_updates == 9 and not all(torch.equal(raw[k], ema[k]) for k in raw)
+    # after n updates the warm-up decay is (1 + n) / (10 + n) < 0.999: the EMA moved off the initial weights
+    init = ScoreModel(1, size=8, base=8, mults=(1, 2), lr=2e-3, batch_size=16, ema=0.999)
+    assert not all(torch.equal(ema[k], p) for k, p in init.net.named_parameters())
+    assert all(torch.equal(v, g.ema_net.state_dict()[k]) for k, v in g.state_dict().items())
+    from safetensors.torch import load_file
+    saved = load_file(str(tmp_path / "last.safetensors"))
+    assert any(k.startswith("score_net_ema") for k in saved) and any(k.startswith("score_net.") for k in saved)
+    plain = ScoreModel(1, size=8, base=8, mults=(1, 2), lr=2e-3, batch_size=16, ema=0.0)
+    assert plain.ema_net is plain.net
+    with pytest.raises(ValueError, match="ema"):
+        ScoreModel(1, size=8, mults=(1, 2), ema=1.0)
+    with pytest.raises(ValueError, match="gen_ema"):
+        nl.create("fitymi", profile="test", gen_ema=-0.1).fit(torch.rand(8, 1, 8, 8))
+
+
 def test_generated_set_roundtrip_as_folder(tmp_path):
     imgs = torch.rand(5, 3, 8, 8)
     save_image_folder(imgs, tmp_path / "fsde", "fake")
@@ -387,3 +411,21 @@ def test_relative_fid_rule_fires_and_is_recorded(digits):
     assert not det2.fid_rule_info_["stopped_early"]
     with pytest.raises(ValueError, match="fid_rule"):
         nl.create("fitymi", profile="test", fid_rule="inception").fit(xtr)
+
+
+def test_fid_resolution_compares_real_images_at_the_generator_size(digits):
+    """With fid_resolution="generator" (default) real images enter the FID at the generator's size,
+    the way its own samples do; "data" keeps them as they are; anything else is refused by name."""
+    det = nl.create("fitymi", profile="test")
+    assert det.fid_resolution == "generator"
+    x = torch.rand(5, 1, 32, 32)
+    low = det._fid_view(x)
+    assert low.shape == (5, 1, det.gen_size, det.gen_size) and 0.0 <= float(low.min()) <= float(low.max()) <= 1.0
+    # an antialiased downsize keeps the mean brightness of each image
+    assert torch.allclose(low.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=0.02)
+    assert nl.create("fitymi", profile="test", fid_resolution="data")._fid_view(x) is x
+    xtr, _, _ = _oc(*digits)
+    fitted = nl.create("fitymi", profile="test", fid_extractor="pixels", fid_target=40.0).fit(xtr[:60], val=xtr[60:90])
+    assert fitted.fid_rule_info_["resolution"] == fitted.gen_size
+    with pytest.raises(ValueError, match="fid_resolution"):
+        nl.create("fitymi", profile="test", fid_resolution="inception").fit(xtr[:60])

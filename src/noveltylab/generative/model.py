@@ -47,11 +47,16 @@ class Check:
 
 
 class ScoreModel:
-    """Score-SDE generator. ``sde``: "vp" or "ve"; ``base``/``mults``/``res_blocks``: U-Net size."""
+    """Score-SDE generator. ``sde``: "vp" or "ve"; ``base``/``mults``/``res_blocks``: U-Net size.
+
+    ``ema``: decay of the exponential moving average of the weights that sampling uses (Song et
+    al. sample from an EMA, rate 0.999 / 0.9999; 0 samples from the raw weights). The decay is
+    warmed up as ``min(ema, (1 + n) / (10 + n))`` after ``n`` updates, so short runs still move.
+    """
 
     def __init__(self, channels: int, size: int = 32, sde: str = "vp", base: int = 32,
                  mults: tuple[int, ...] = (1, 2, 2), res_blocks: int = 1, lr: float = 2e-4,
-                 batch_size: int = 64, seed: int = 0, device: str | torch.device = "cpu"):
+                 batch_size: int = 64, seed: int = 0, device: str | torch.device = "cpu", ema: float = 0.999):
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         mult = 2 ** (len(mults) - 1)
@@ -59,10 +64,15 @@ class ScoreModel:
             raise ValueError(f"generator size {size} must be >= 4 and divisible by {mult}")
         if lr <= 0 or batch_size < 1:
             raise ValueError("lr must be > 0 and batch_size >= 1")
+        if not 0.0 <= float(ema) < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {ema!r}")
         self.channels, self.size, self.lr, self.batch_size, self.seed = channels, size, lr, batch_size, seed
         self.device = torch.device(device)
         self.sde: SDE = make_sde(sde)
         self.net = ScoreUNet(channels, base, tuple(mults), res_blocks).to(self.device)
+        self.ema = float(ema)
+        self.ema_net = copy.deepcopy(self.net).requires_grad_(False) if self.ema else self.net
+        self._ema_updates = 0
         self.checkpoints_: list[Check] = []
         self.stop_epoch_: int | None = None
 
@@ -76,8 +86,21 @@ class ScoreModel:
         return x01 * 2.0 - 1.0
 
     def score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The score of the sampling weights (the EMA when ``ema`` > 0)."""
         _, std = self.sde.marginal(t)
-        return -self.net(x, t) / std.view(-1, 1, 1, 1)
+        return -self.ema_net(x, t) / std.view(-1, 1, 1, 1)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema_net is self.net:
+            return
+        self._ema_updates += 1
+        n = self._ema_updates
+        decay = min(self.ema, (1.0 + n) / (10.0 + n))
+        for pe, p in zip(self.ema_net.parameters(), self.net.parameters()):
+            pe.lerp_(p, 1.0 - decay)
+        for be, b in zip(self.ema_net.buffers(), self.net.buffers()):
+            be.copy_(b)
 
     # -- training ----------------------------------------------------------------------------
     def _step_fn(self, opt: torch.optim.Optimizer) -> Callable:
@@ -94,8 +117,13 @@ class ScoreModel:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
             opt.step()
+            self._update_ema()
             return {"dsm": loss}
         return step
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        """What a checkpoint holds: the trained weights, and the EMA when it is separate."""
+        return {"score_net": self.net} | ({"score_net_ema": self.ema_net} if self.ema_net is not self.net else {})
 
     def fit(self, x01: torch.Tensor, epochs: int, checkpoint_dir: str | os.PathLike | None = None,
             checkpoint_every: int = 0, on_epoch_end: Callable | None = None) -> "ScoreModel":
@@ -103,7 +131,7 @@ class ScoreModel:
         data = self.to_model(x01)
         opt = getattr(self, "_opt", None) or torch.optim.Adam(self.net.parameters(), lr=self.lr)
         self._opt = opt
-        self.history_ = train_loop(self._step_fn(opt), data, modules={"score_net": self.net}, epochs=epochs,
+        self.history_ = train_loop(self._step_fn(opt), data, modules=self._modules(), epochs=epochs,
                                    batch_size=self.batch_size, device=self.device, seed=self.seed,
                                    on_epoch_end=on_epoch_end, checkpoint_dir=checkpoint_dir,
                                    checkpoint_every=checkpoint_every, desc="score-sde")
@@ -126,13 +154,11 @@ class ScoreModel:
             e = epoch + 1
             if e % check_every and e != max_epochs:
                 return
-            self.net.eval()
             fake = self.sample(fid_samples, steps=sample_steps, seed=self.seed + e)
             from .fid import frechet_distance
 
             d = frechet_distance(real_feats, extractor(fake))
-            self.net.train()
-            state = {k: v.detach().clone() for k, v in self.net.state_dict().items()} if keep_states else {}
+            state = self.state_dict() if keep_states else {}
             self.checkpoints_.append(Check(e, d, float(logs.get("dsm", float("nan"))), state))
             log.info("score-sde epoch %d: FID %.2f", e, d)
             if fid_target is not None and d <= fid_target:
@@ -148,8 +174,8 @@ class ScoreModel:
                 from ..train import save_checkpoint
 
                 e = self.checkpoints_[-1].epoch
-                save_checkpoint({"score_net": self.net}, Path(checkpoint_dir) / f"epoch_{e:04d}.safetensors")
-                save_checkpoint({"score_net": self.net}, Path(checkpoint_dir) / "last.safetensors")
+                save_checkpoint(self._modules(), Path(checkpoint_dir) / f"epoch_{e:04d}.safetensors")
+                save_checkpoint(self._modules(), Path(checkpoint_dir) / "last.safetensors")
         self.net.eval()
         self.stop_epoch_ = self.checkpoints_[-1].epoch if self.checkpoints_ else None
         return self
@@ -158,8 +184,7 @@ class ScoreModel:
         """Put the weights of one recorded check back into the network."""
         if not check.state:
             raise ValueError("this check kept no weights (keep_states=False)")
-        self.net.load_state_dict(check.state)
-        self.net.eval()
+        self.load_state_dict(check.state)
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -168,8 +193,8 @@ class ScoreModel:
         """``n`` images in [0, 1], NCHW, at ``out_size`` (default: the model's size)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        was = self.net.training
-        self.net.eval()
+        was = self.ema_net.training
+        self.ema_net.eval()
         gen = torch.Generator().manual_seed(seed)
         outs = []
         for i in range(0, n, batch_size):
@@ -177,11 +202,20 @@ class ScoreModel:
             x = euler_maruyama(self.score, self.sde, (m, self.channels, self.size, self.size), steps=steps,
                                corrector_steps=corrector_steps, snr=snr, generator=gen, device=self.device)
             outs.append(((x + 1.0) / 2.0).clamp(0.0, 1.0).cpu())
-        self.net.train(was)
+        self.ema_net.train(was)
         out = torch.cat(outs)
         if out_size is not None and tuple(out_size) != (self.size, self.size):
             out = F.interpolate(out, size=tuple(out_size), mode="bilinear", align_corners=False).clamp(0, 1)
         return out
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return copy.deepcopy(self.net.state_dict())
+        """A copy of the sampling weights (the EMA when ``ema`` > 0)."""
+        return copy.deepcopy(self.ema_net.state_dict())
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Put sampling weights back (into both the trained and the EMA network)."""
+        self.net.load_state_dict(state)
+        if self.ema_net is not self.net:
+            self.ema_net.load_state_dict(state)
+        self.net.eval()
+        self.ema_net.eval()
