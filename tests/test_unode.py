@@ -312,3 +312,12 @@ def test_freeze_pins_eval_mode_and_guard_detects_collapse() -> None:
     assert features_collapsed(np.ones((20, 5)))
     assert features_collapsed(np.full((20, 5), np.nan))
     assert features_collapsed(np.zeros((20, 5)))
+    # dead ReLUs: almost every entry 0, one saturated unit keeps the largest magnitude at 6, tiny
+    # spread left (what a FITYMI fine-tuning at too large a step produced) - collapsed
+    dead = np.zeros((200, 64))
+    dead[:, 3] = 6.0
+    dead[:, 7] = rng.normal(size=200) * 1e-4
+    assert features_collapsed(dead)
+    # ReLU6-like healthy features (many zeros, spread of order one) are not
+    healthy = np.clip(rng.normal(size=(200, 64)), 0, 6)
+    assert not features_collapsed(healthy)
