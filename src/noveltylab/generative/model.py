@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..images import resize
 from ..train import train_loop
 from .sampler import euler_maruyama
 from .score_net import ScoreUNet
@@ -80,10 +81,7 @@ class ScoreModel:
     def to_model(self, x01: torch.Tensor) -> torch.Tensor:
         if x01.shape[1] != self.channels:
             raise ValueError(f"expected {self.channels}-channel images, got {x01.shape[1]}")
-        if tuple(x01.shape[-2:]) != (self.size, self.size):
-            x01 = F.interpolate(x01.float(), size=(self.size, self.size), mode="bilinear",
-                                align_corners=False, antialias=True)
-        return x01 * 2.0 - 1.0
+        return resize(x01.float(), self.size) * 2.0 - 1.0
 
     def score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The score of the sampling weights (the EMA when ``ema`` > 0)."""

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..detector import Detector, load_module_state, module_state, register
-from ..images import ImageError, as_images
+from ..images import ImageError, as_images, resize
 from ..knn import KNNIndex
 from ..train import map_batches, train_loop
 from .guards import features_collapsed
@@ -273,11 +273,7 @@ class FITYMI(FeatureNormScoring, Detector):
     def _fid_view(self, x: torch.Tensor) -> torch.Tensor:
         """Real images as the FID sees them: at the generator's size with ``fid_resolution="generator"``
         (antialiased bilinear, as the generator's own training images), else unchanged."""
-        size = self._fid_size(x)
-        if tuple(x.shape[-2:]) == (size, size):
-            return x
-        return F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False,
-                             antialias=True).clamp(0, 1)
+        return resize(x.float(), self._fid_size(x))
 
     def _relative_target(self, gen: Any, x: torch.Tensor, real: torch.Tensor, real_is_train: bool, ext: Any,
                          g: torch.Generator) -> dict[str, float]:
