@@ -150,28 +150,33 @@ def test_spec_run_writes_parts_then_one_record_and_resumes(tmp_path, capsys):
 
 
 def test_merged_parts_equal_one_in_memory_run(tmp_path):
-    """Parts written by separate runs over disjoint classes merge into the record of one run."""
+    """Parts written by separate runs over disjoint classes are reused by the setting of every class
+    (the class list is not part of the key), and merge into the record of one run."""
     whole = run_settings([_setting()], out_dir=None, progress=False).records[0]
     out = tmp_path / "r"
     for classes in ("[0]", "[1, 2]"):
         s = _setting(SPEC.replace("classes = [0, 1, 2]", f"classes = {classes}"))
-        run_settings([s], out_dir=out, allow_dirty=True, progress=False)
-        # copy the parts into the folder of the three-class setting (same key but for classes)
-    full = _setting()
-    target = engine.part_dir(out, full)
-    target.mkdir(parents=True)
-    for p in (out / "_parts").rglob("*.json"):
-        if p.parent != target:
-            data = json.loads(p.read_text())
-            data["key"] = full.key()
-            (target / p.name).write_text(json.dumps(data))
-    merged = run_settings([full], out_dir=out, allow_dirty=True, progress=False)
+        assert run_settings([s], out_dir=out, allow_dirty=True, progress=False).ran == 2 * len(s.classes)
+    merged = run_settings([_setting()], out_dir=out, allow_dirty=True, progress=False)
     assert merged.ran == 0 and merged.skipped == 6
     rec = merged.records[0]
     assert rec["tasks"] == whole["tasks"]
     assert rec["mean"]["auroc"] == pytest.approx(whole["mean"]["auroc"])
     assert rec["mean"]["auroc_std_tasks"] == pytest.approx(whole["mean"]["auroc_std_tasks"])
     assert rec["mean"]["auroc_std_seeds"] == pytest.approx(whole["mean"]["auroc_std_seeds"])
+
+
+def test_two_class_lists_of_one_setting_in_one_run_share_tasks(tmp_path):
+    """A spec may name one setting with every class and again with one class: the shared task runs
+    once and each setting's record holds its own tasks."""
+    full, one = _setting(), _setting(SPEC.replace("classes = [0, 1, 2]", "classes = [1]"))
+    assert full.key() == one.key()
+    summary = run_settings([full, one], out_dir=tmp_path, allow_dirty=True, progress=False)
+    assert summary.ran == 6  # three classes x two seeds; class 1 is not run twice
+    by_tasks = {tuple(r["tasks"]): r for r in summary.records}
+    assert set(by_tasks) == {("0", "1", "2"), ("1",)}
+    assert (by_tasks[("1",)]["per_task"][0]["metrics"]["auroc"]
+            == by_tasks[("0", "1", "2")]["per_task"][1]["metrics"]["auroc"])
 
 
 def test_failed_task_is_retried_reported_and_others_kept(tmp_path, monkeypatch, capsys):

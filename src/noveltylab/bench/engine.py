@@ -181,9 +181,9 @@ def record_stem(setting: Setting, variant: Variant | None = None) -> str:
 
 
 def part_dir(out_dir: Path, setting: Setting) -> Path:
-    """Folder of a setting's part files (shared by every spec, and the flag form, naming the same setting)."""
-    classes = "" if setting.classes is None else "__" + _slug("-".join(_task_name(c, []) for c in setting.classes))[:60]
-    return Path(out_dir) / PARTS / (record_stem(setting) + classes)
+    """Folder of a setting's part files, shared by every spec (and the flag form) naming the same setting
+    and by every class list of it (see :meth:`Setting.key`)."""
+    return Path(out_dir) / PARTS / record_stem(setting)
 
 
 def read_part(path: Path, key: str) -> dict[str, Any] | None:
@@ -343,11 +343,12 @@ def run_settings(settings: Iterable[Setting], *, spec: Any = None, out_dir: str 
     done: dict[tuple[str, str], dict[str, Any]] = {}
     failed: dict[tuple[str, str], str] = {}
     todo: list[Job] = []
-    all_jobs: dict[str, list[Job]] = {}
+    queued: set[tuple[str, str]] = set()
+    all_jobs: list[list[Job]] = []  # per setting: two settings may share a key (another class list)
     skipped = 0
     for s in settings:
         jobs = jobs_for(s, data_dir)
-        all_jobs[s.key() + s.dataset] = jobs
+        all_jobs.append(jobs)
         for job in jobs:
             part = None
             if out_dir is not None and resume:
@@ -355,7 +356,8 @@ def run_settings(settings: Iterable[Setting], *, spec: Any = None, out_dir: str 
             if part is not None:
                 done[(s.key(), job.id)] = part
                 skipped += 1
-            else:
+            elif (s.key(), job.id) not in queued:  # a task of two class lists of one setting runs once
+                queued.add((s.key(), job.id))
                 todo.append(job)
     if progress:
         print(f"[bench] {len(settings)} setting(s), {len(todo) + skipped} task(s): {skipped} already done, "
@@ -388,8 +390,7 @@ def run_settings(settings: Iterable[Setting], *, spec: Any = None, out_dir: str 
     wall = time.perf_counter() - started
     records: list[dict[str, Any]] = []
     failures: list[tuple[str, str, str]] = []
-    for s in settings:
-        jobs = all_jobs[s.key() + s.dataset]
+    for s, jobs in zip(settings, all_jobs):
         parts = [done[(s.key(), j.id)] for j in jobs if (s.key(), j.id) in done]
         bad = [j.id for j in jobs if (s.key(), j.id) in failed]
         failures += [(s.label, jid, failed[(s.key(), jid)].strip().splitlines()[-1]

@@ -90,8 +90,13 @@ class Setting:
     extras: list[str] = field(default_factory=list)  # named extra metrics (bench/extras.py)
 
     def key(self) -> str:
-        """Hash of everything that changes results: a part file is reused only under the same key."""
+        """Hash of everything that changes a task's result: a part file is reused only under the same key.
+
+        The class list is left out: a task's result depends on its own class, not on which other classes
+        the setting runs, so a setting grown from classes [0, 1, 2] to every class reruns only the new ones.
+        """
         d = asdict(self)
+        d["classes"] = None
         for k in ("row", "match", "notes", "paper_key"):
             d.pop(k)
         if not d["extras"]:
