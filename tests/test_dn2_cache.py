@@ -63,8 +63,9 @@ def test_second_fit_and_score_embed_nothing_and_scores_identical(digits_split, t
         assert sum(count_embeds) == 4  # only the 4 new images are embedded
     np.testing.assert_array_equal(plain, cold)
     np.testing.assert_array_equal(plain, warm)
-    np.testing.assert_array_equal(plain[sub], part)
-    np.testing.assert_allclose(plain[:5], mixed[:5], rtol=1e-4)  # FAISS: other query batch
+    # another query batch: FAISS's multithreaded search may round differently (seen with 2 threads)
+    np.testing.assert_allclose(plain[sub], part, rtol=1e-4)
+    np.testing.assert_allclose(plain[:5], mixed[:5], rtol=1e-4)
 
 
 def test_cache_from_environment_variable(digits_split, tmp_path, monkeypatch, count_embeds):
