@@ -179,6 +179,20 @@ def test_two_class_lists_of_one_setting_in_one_run_share_tasks(tmp_path):
             == by_tasks[("0", "1", "2")]["per_task"][1]["metrics"]["auroc"])
 
 
+def test_classes_flag_splits_a_spec_entry_over_runs(tmp_path, capsys):
+    """--classes with a spec runs only those tasks of the entry (as a second machine would); a rerun of
+    the whole entry then runs only the rest and merges every part into the full record."""
+    spec, out = _write(tmp_path), tmp_path / "out"
+    args = ["bench", str(spec), "--out-dir", str(out), "--allow-dirty", "--executor", "sequential"]
+    assert main(args + ["--classes", "2"]) == 0
+    assert "2 run, 0 resumed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "4 run, 2 resumed" in capsys.readouterr().out
+    full = json.loads((out / "raw-nn-eed__digits__one-class__cpu__0-1-2.json").read_text())
+    assert full["tasks"] == ["0", "1", "2"] and full["missing_tasks"] == []
+    assert all(len(v) == 2 for e in full["per_task"] for v in e["metrics"].values())  # both seeds of each
+
+
 def test_failed_task_is_retried_reported_and_others_kept(tmp_path, monkeypatch, capsys):
     calls: dict[str, int] = {}
     real = engine.run_task

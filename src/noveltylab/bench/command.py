@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -34,7 +35,9 @@ def add_bench_parser(sub: Any) -> None:
     p.add_argument("--dataset", default=None, help="data set name, e.g. mnist, fashion-mnist, cifar10-jpeg")
     p.add_argument("--protocol", default="one-class", help="one-class, leave-one-out, outlier-fraction, ...")
     p.add_argument("--classes", nargs="*", default=None,
-                   help="tasks (class index or name; a+b for several normal classes); default all")
+                   help="tasks (class index or name; a+b for several normal classes); default all. With spec "
+                        "files: run only these tasks of the selected entries (their parts are shared with the "
+                        "entry's full class list, so runs on several machines merge with a rerun of the spec)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     p.add_argument("--profile", default="cpu", help="cpu (default), paper, demo")
     p.add_argument("--param", nargs="*", help="constructor overrides, key=value")
@@ -76,7 +79,10 @@ def _settings(args: argparse.Namespace) -> list[tuple[Any, list[Any]]]:
         groups = []
         for path in args.spec:
             spec = load_spec(path)
-            groups.append((spec, spec.select(args.only, args.datasets)))
+            selected = spec.select(args.only, args.datasets)
+            if args.classes is not None:  # some tasks of the selected settings (e.g. split over machines)
+                selected = [dataclasses.replace(s, classes=list(args.classes)) for s in selected]
+            groups.append((spec, selected))
         return groups
     if not args.method or not args.dataset:
         raise SpecError("give a spec file, or --method and --dataset for a single setting")
