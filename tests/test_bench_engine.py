@@ -451,3 +451,19 @@ scoring = { index = "PQ16x4" }
     other = parse_spec(spec_text := SPEC + '[[entry.variant]]\nlabel = "v"\nscoring = { index = "Flat" }\n', "t.toml")
     keyed = parse_spec(spec_text.replace('label = "v"', 'label = "v"\npaper_key = "x"'), "t.toml")
     assert other.settings[0].key() == keyed.settings[0].key()
+
+
+def test_a_record_of_class_draws_needs_an_entry_naming_the_draws():
+    """Draws of several normal classes are not the protocol's default tasks: an entry without them
+    would rerun single classes, so it must not count as reproducing the record."""
+    from noveltylab.bench.engine import uncovered_records
+    from noveltylab.bench.spec import entry_toml
+
+    rec = {"label": "raw-nn-eed", "method": "raw-nn", "dataset": "digits", "protocol": "one-class",
+           "profile": "cpu", "seeds": [0], "subset": False, "params_overrides": {}, "config": {},
+           "per_task": [{"task": [0, 1], "name": "0+1"}, {"task": [2, 3], "name": "2+3"}]}
+    plain = parse_spec(SPEC.replace("classes = [0, 1, 2]\n", "").replace("seeds = [0, 1]", "seeds = [0]"), "p.toml")
+    assert uncovered_records([rec], [plain]) == [rec]
+    printed = entry_toml(rec)
+    assert "classes = [[0, 1], [2, 3]]" in printed
+    assert uncovered_records([rec], [parse_spec(printed, "printed.toml")]) == []

@@ -36,7 +36,7 @@ from . import provenance
 from .runner import (ExtraMetrics, fallback_tasks, _accepts, _parse_task, _slug, _summarise, _task_name, calibrated_threshold,
                      evaluate_split, peak_memory_mb, result_filename, score_split, set_threads, write_record,
                      SCHEMA)
-from .spec import ENGINE_OPTIONS, Setting, SpecError, Variant
+from .spec import ENGINE_OPTIONS, Setting, SpecError, Variant, record_classes
 from .variants import apply_scoring
 
 log = logging.getLogger("noveltylab.bench")
@@ -445,8 +445,8 @@ def setting_identities(setting: Setting) -> list[tuple[str, dict[str, Any]]]:
 
 def record_identity(record: dict[str, Any]) -> str:
     """The identity of a result record, comparable with :func:`setting_identities` (a record of a subset of
-    the classes names its classes)."""
-    classes = [e["task"] for e in record["per_task"]] if record.get("subset") else None
+    the classes, or of draws of several classes, names them)."""
+    classes = record_classes(record)
     return _identity(record["label"], record["dataset"], record["protocol"], record.get("protocol_options") or {},
                      record.get("profile"), record["seeds"], classes)
 

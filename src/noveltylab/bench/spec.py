@@ -302,6 +302,14 @@ def _toml_value(v: Any) -> str:
     raise SpecError(f"cannot write {v!r} ({type(v).__name__}) into a spec")
 
 
+def record_classes(record: dict[str, Any]) -> list[Any] | None:
+    """The class list a spec entry needs to reproduce ``record``: its tasks when they are a subset of the
+    protocol's or draws of several normal classes (never the protocol's default), else None."""
+    if record.get("subset") or any(isinstance(e.get("task"), list) for e in record["per_task"]):
+        return [e["task"] for e in record["per_task"]]
+    return None
+
+
 def entry_toml(record: dict[str, Any]) -> str:
     """The ``[[entry]]`` that reproduces a result record's setting (for ``noveltylab bench --to-spec``)."""
     params = {k: v for k, v in (record.get("params_overrides") or {}).items() if k != "device"}
@@ -311,7 +319,7 @@ def entry_toml(record: dict[str, Any]) -> str:
         fields["params"] = params
     if record.get("protocol_options"):
         fields["options"] = record["protocol_options"]
-    if record.get("subset"):
-        fields["classes"] = [e["task"] for e in record["per_task"]]
+    if record_classes(record) is not None:
+        fields["classes"] = record_classes(record)
     fields["seeds"] = record["seeds"]
     return "[[entry]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in fields.items())
