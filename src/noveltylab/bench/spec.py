@@ -319,7 +319,8 @@ def entry_toml(record: dict[str, Any]) -> str:
         fields["params"] = params
     if record.get("protocol_options"):
         fields["options"] = record["protocol_options"]
-    if record_classes(record) is not None:
-        fields["classes"] = record_classes(record)
+    classes = record_classes(record)
+    if classes is not None:
+        fields["classes"] = classes
     fields["seeds"] = record["seeds"]
     return "[[entry]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in fields.items())
