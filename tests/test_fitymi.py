@@ -104,6 +104,74 @@ def test_tiny_generator_early_stopping_and_checkpoints(tmp_path):
         ScoreModel(3, size=10, mults=(1, 2, 2))
 
 
+def _scripted_extractor(offsets: list[float]):
+    """An FID extractor whose n-th call on generated images is shifted by ``offsets[n - 1]`` (the first
+    call embeds the real images), so a test sets the FID of every check: 4 dims -> FID = 4 * offset**2."""
+    calls = {"n": 0}
+
+    def ext(x: torch.Tensor) -> np.ndarray:
+        base = np.tile(np.linspace(0.0, 1.0, 64)[:, None], (1, 4)) + np.eye(64, 4)
+        shift = offsets[calls["n"] - 1] if calls["n"] else 0.0
+        calls["n"] += 1
+        return base + shift
+    return ext
+
+
+def test_generator_restores_its_best_check_and_stops_on_patience():
+    """When no check reaches the FID target, restore_best ends with the weights of the check of lowest
+    FID (not the epoch cap's) and patience ends training after that many checks without a new lowest
+    FID; a run that reaches the target keeps its own weights; patience alone is refused."""
+    x = torch.rand(32, 1, 8, 8) * 0.5
+    kw = dict(max_epochs=6, check_every=1, fid_samples=8, sample_steps=2)
+
+    def model() -> ScoreModel:
+        torch.manual_seed(0)
+        return ScoreModel(1, size=8, base=8, mults=(1, 2), lr=2e-3, batch_size=16, ema=0.0)
+    g = model().fit_early_stopped(x, x, _scripted_extractor([3, 1, 2, 4, 5, 6]), fid_target=0.5,
+                                  restore_best=True, patience=2, **kw)
+    assert [c.epoch for c in g.checkpoints_] == [1, 2, 3, 4]  # no new lowest FID at epochs 3 and 4
+    assert [round(c.fid) for c in g.checkpoints_] == [36, 4, 16, 64]
+    assert g.stop_epoch_ == 4 and g.restored_epoch_ == 2
+    assert all(torch.equal(v, g.checkpoints_[1].state[k]) for k, v in g.state_dict().items())
+    assert not all(torch.equal(v, g.checkpoints_[3].state[k]) for k, v in g.state_dict().items())
+    # without patience: trains to the cap, then restores the lowest check
+    g = model().fit_early_stopped(x, x, _scripted_extractor([3, 1, 2, 4, 5, 6]), fid_target=0.5,
+                                  restore_best=True, keep_states=False, **kw)
+    assert g.stop_epoch_ == 6 and g.restored_epoch_ == 2
+    # the default keeps the cap's weights
+    g = model().fit_early_stopped(x, x, _scripted_extractor([3, 1, 2, 4, 5, 6]), fid_target=0.5, **kw)
+    assert g.stop_epoch_ == 6 and g.restored_epoch_ is None
+    # reaching the target stops there and keeps those weights
+    g = model().fit_early_stopped(x, x, _scripted_extractor([3, 1, 2, 0.1, 5, 6]), fid_target=0.5,
+                                  restore_best=True, patience=3, **kw)
+    assert g.stop_epoch_ == 4 and g.restored_epoch_ is None
+    with pytest.raises(ValueError, match="patience"):
+        model().fit_early_stopped(x, x, _scripted_extractor([1]), fid_target=0.5, patience=2, **kw)
+
+
+def test_fitymi_gen_fallback_best_is_recorded(digits):
+    """FITYMI's gen_fallback="best" with gen_patience: the record says the target was not reached,
+    which check's weights made the fakes and where training stopped; bad values are refused by name."""
+    xtr, _, _ = _oc(*digits)
+    kw = dict(profile="test", fid_extractor="pixels", fid_rule="absolute", fid_target=1e-9, gen_epochs=6,
+              gen_check_every=1, fid_samples=16, gen_lr=5e-3)
+    det = nl.create("fitymi", **kw, gen_fallback="best", gen_patience=1).fit(xtr[:80], val=xtr[80:110])
+    info, fids = det.fid_rule_info_, [c["fid"] for c in det.gen_checks_]
+    assert info["fallback"] == "best" and not info["target_reached"]
+    # patience 1: training ends at the first check that is not a new lowest FID (or at the cap)
+    assert all(fids[i] < min(fids[:i]) for i in range(1, len(fids) - 1))
+    assert len(fids) == 6 or fids[-1] >= min(fids[:-1])
+    best = int(np.argmin(fids))
+    assert info["restored_epoch"] == (None if best == len(fids) - 1 else det.gen_checks_[best]["epoch"])
+    last = nl.create("fitymi", **kw).fit(xtr[:80], val=xtr[80:110])
+    assert last.gen_stop_epoch_ == 6 and last.fid_rule_info_["restored_epoch"] is None
+    assert last.fid_rule_info_["fallback"] == "last"
+    with pytest.raises(ValueError, match="gen_fallback"):
+        nl.create("fitymi", profile="test", gen_fallback="median").fit(xtr[:20])
+    with pytest.raises(ValueError, match="gen_patience"):
+        nl.create("fitymi", profile="test", gen_patience=2).fit(xtr[:20])
+
+
 def test_generator_samples_from_an_ema_of_its_weights(tmp_path):
     """Sampling uses the warmed-up EMA of the trained weights (ema > 0), the raw weights with ema=0;
     checkpoints hold both; a check restores the sampling weights."""

@@ -11,7 +11,9 @@ Adam). :meth:`ScoreModel.fit_early_stopped` checks the FID of
 ``check_every`` epochs and stops at the first check whose FID is at or
 below ``fid_target`` (the paper stops its generator early at FID ~ 40 to get
 near-distribution, imperfect samples); when no check reaches the target the
-last checkpoint is kept. Every check's weights are kept in memory
+last checkpoint is kept, or with ``restore_best=True`` the check of lowest FID
+(``patience`` then also ends training after that many checks without a new
+lowest FID, as a run whose FID only rises need not go to the cap). Every check's weights are kept in memory
 (``checkpoints_``) and, when ``checkpoint_dir`` is given, also written as
 ``epoch_XXXX.safetensors`` by ``train_loop``.
 """
@@ -138,17 +140,28 @@ class ScoreModel:
     def fit_early_stopped(self, x01: torch.Tensor, real01: torch.Tensor, extractor: Callable, *,
                           max_epochs: int, check_every: int, fid_target: float | None, fid_samples: int = 200,
                           sample_steps: int = 100, checkpoint_dir: str | os.PathLike | None = None,
-                          keep_states: bool = True) -> "ScoreModel":
+                          keep_states: bool = True, restore_best: bool = False,
+                          patience: int | None = None) -> "ScoreModel":
         """Train, checking FID against ``real01`` every ``check_every`` epochs; stop at ``fid_target``.
 
         ``fid_target=None`` trains all ``max_epochs`` epochs but still records each check.
+        ``restore_best``: when no check reaches ``fid_target``, end with the weights of the check of
+        lowest FID (kept in memory even with ``keep_states=False``) instead of the last; its epoch is
+        ``restored_epoch_`` (None when the last weights stay). ``patience``: with ``restore_best``,
+        stop once this many checks in a row bring no new lowest FID.
         """
         if max_epochs < 1 or check_every < 1:
             raise ValueError("max_epochs and check_every must be >= 1")
+        if patience is not None and (not restore_best or int(patience) < 1):
+            raise ValueError(f"patience needs restore_best=True and must be >= 1, got {patience!r}")
         real_feats = extractor(real01)
         self.checkpoints_ = []
+        self.restored_epoch_: int | None = None
+        best: dict = {"fid": float("inf"), "epoch": None, "state": None, "since": 0}
+        reached = False
 
         def on_epoch_end(epoch: int, logs: dict) -> None:
+            nonlocal reached
             e = epoch + 1
             if e % check_every and e != max_epochs:
                 return
@@ -160,7 +173,16 @@ class ScoreModel:
             self.checkpoints_.append(Check(e, d, float(logs.get("dsm", float("nan"))), state))
             log.info("score-sde epoch %d: FID %.2f", e, d)
             if fid_target is not None and d <= fid_target:
+                reached = True
                 raise _StopTraining
+            if restore_best:
+                if d < best["fid"]:
+                    best.update(fid=d, epoch=e, state=state or self.state_dict(), since=0)
+                else:
+                    best["since"] += 1
+                    if patience is not None and best["since"] >= int(patience):
+                        log.info("score-sde: no lower FID in %d checks; stopping at epoch %d", best["since"], e)
+                        raise _StopTraining
 
         try:
             self.fit(x01, max_epochs, checkpoint_dir=checkpoint_dir, checkpoint_every=check_every,
@@ -176,6 +198,11 @@ class ScoreModel:
                 save_checkpoint(self._modules(), Path(checkpoint_dir) / "last.safetensors")
         self.net.eval()
         self.stop_epoch_ = self.checkpoints_[-1].epoch if self.checkpoints_ else None
+        if restore_best and not reached and best["epoch"] is not None and best["epoch"] != self.stop_epoch_:
+            self.load_state_dict(best["state"])
+            self.restored_epoch_ = int(best["epoch"])
+            log.info("score-sde: FID target not reached; weights of epoch %d (FID %.2f) restored",
+                     best["epoch"], best["fid"])
         return self
 
     def load_check(self, check: Check) -> None:
