@@ -2,6 +2,7 @@
 fit inputs of protocols, and the Ray executor (runs Ray for real when it is installed)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -164,6 +165,20 @@ def test_merged_parts_equal_one_in_memory_run(tmp_path):
     assert rec["mean"]["auroc"] == pytest.approx(whole["mean"]["auroc"])
     assert rec["mean"]["auroc_std_tasks"] == pytest.approx(whole["mean"]["auroc_std_tasks"])
     assert rec["mean"]["auroc_std_seeds"] == pytest.approx(whole["mean"]["auroc_std_seeds"])
+
+
+def test_a_run_of_every_draw_of_an_entry_is_a_complete_record(tmp_path):
+    """An entry's draws of several normal classes are its own task list, not a subset of the protocol's
+    single classes: when every draw ran the record is complete (no task suffix in its name); a run of
+    some of the draws (as `--classes 0+1` gives) is a subset."""
+    text = SPEC.replace("classes = [0, 1, 2]", "classes = [[0, 1], [2, 3]]").replace("seeds = [0, 1]", "seeds = [0]")
+    rec = run_settings([_setting(text)], out_dir=tmp_path, allow_dirty=True, progress=False).records[0]
+    assert rec["tasks"] == ["0+1", "2+3"] and not rec["subset"]
+    assert Path(rec["file"]).name == "raw-nn-eed__digits__one-class__cpu.json"
+    some = dataclasses.replace(_setting(text), classes=["0+1"])
+    part = run_settings([some], out_dir=tmp_path, allow_dirty=True, progress=False)
+    assert part.ran == 0 and part.records[0]["subset"] and part.records[0]["tasks"] == ["0+1"]
+    assert Path(part.records[0]["file"]).name != "raw-nn-eed__digits__one-class__cpu.json"
 
 
 def test_two_class_lists_of_one_setting_in_one_run_share_tasks(tmp_path):

@@ -271,7 +271,11 @@ def records_from_parts(setting: Setting, parts: Sequence[dict[str, Any]], *, fai
             rec["paper_key"] = paper_key
         if variant is not None:
             rec["derived_from"] = setting.label
-        complete = default_tasks is not None and set(per_task) == default_tasks and len(seeds) == len(setting.seeds)
+        # draws of several normal classes (an entry's own task list, e.g. 20 draws of 3 classes) are complete
+        # when every draw ran; a list of single classes is complete when it is the protocol's default
+        draws = any(isinstance(c, (list, tuple)) for c in setting.classes or [])
+        wanted = set(task_order) if draws and task_order else default_tasks
+        complete = wanted is not None and set(per_task) == wanted and len(seeds) == len(setting.seeds)
         rec["subset"] = bool(failed) or not complete
         out.append(rec)
     return out
