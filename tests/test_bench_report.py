@@ -62,6 +62,15 @@ def test_summary_per_paper_table_with_exact_and_analogue_rows(tmp_path):
     assert "2. same note" in details and "| 2, 3 |" in details  # numbered, referenced from rows
 
 
+def test_headline_prefers_a_record_from_a_clean_commit():
+    """Of two otherwise equal records of a method, the headline row is the one from a clean commit."""
+    from noveltylab.bench.tables import headline_rank
+
+    dirty, clean = _record(label="raw-nn-qed", commit="abc+dirty"), _record(label="raw-nn-qed", commit="abd")
+    assert headline_rank(clean) > headline_rank(dirty)
+    assert headline_rank(_record(commit="abc+dirty")) > headline_rank(_record(commit="abd", subset=True))
+
+
 def test_analogue_reasons():
     assert analogue_reasons(_record()) == []
     assert analogue_reasons(_record(subset=True)) == ["2 classes only"]

@@ -137,9 +137,10 @@ def nln_table(records: list[dict[str, Any]]) -> str:
 
 def headline_rank(r: dict[str, Any]) -> tuple:
     """How well a record stands for its method (higher is better): complete runs first, then exact
-    protocol and data, the paper profile, the most classes x seeds, the method's own label."""
+    protocol and data, the paper profile, the most classes x seeds, a run from a clean commit (no
+    ``+dirty`` in its provenance), the method's own label."""
     return (not r.get("subset"), not analogue_reasons(r), r.get("profile") == "paper",
-            len(r["tasks"]) * len(r["seeds"]), r["label"] == r["method"])
+            len(r["tasks"]) * len(r["seeds"]), "dirty" not in str(r.get("commit", "")), r["label"] == r["method"])
 
 
 def headline_table(records: list[dict[str, Any]]) -> str:
