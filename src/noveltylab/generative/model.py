@@ -78,6 +78,8 @@ class ScoreModel:
         self._ema_updates = 0
         self.checkpoints_: list[Check] = []
         self.stop_epoch_: int | None = None
+        self.restored_epoch_: int | None = None
+        self.target_reached_: bool = False
 
     # -- data <-> model space ------------------------------------------------------------
     def to_model(self, x01: torch.Tensor) -> torch.Tensor:
@@ -147,7 +149,8 @@ class ScoreModel:
         ``fid_target=None`` trains all ``max_epochs`` epochs but still records each check.
         ``restore_best``: when no check reaches ``fid_target``, end with the weights of the check of
         lowest FID (kept in memory even with ``keep_states=False``) instead of the last; its epoch is
-        ``restored_epoch_`` (None when the last weights stay). ``patience``: with ``restore_best``,
+        ``restored_epoch_`` (None when the last weights stay); ``target_reached_`` says whether a check
+        reached ``fid_target``. ``patience``: with ``restore_best``,
         stop once this many checks in a row bring no new lowest FID.
         """
         if max_epochs < 1 or check_every < 1:
@@ -156,7 +159,7 @@ class ScoreModel:
             raise ValueError(f"patience needs restore_best=True and must be >= 1, got {patience!r}")
         real_feats = extractor(real01)
         self.checkpoints_ = []
-        self.restored_epoch_: int | None = None
+        self.restored_epoch_ = None
         best: dict = {"fid": float("inf"), "epoch": None, "state": None, "since": 0}
         reached = False
 
@@ -198,6 +201,7 @@ class ScoreModel:
                 save_checkpoint(self._modules(), Path(checkpoint_dir) / "last.safetensors")
         self.net.eval()
         self.stop_epoch_ = self.checkpoints_[-1].epoch if self.checkpoints_ else None
+        self.target_reached_ = reached
         if restore_best and not reached and best["epoch"] is not None and best["epoch"] != self.stop_epoch_:
             self.load_state_dict(best["state"])
             self.restored_epoch_ = int(best["epoch"])

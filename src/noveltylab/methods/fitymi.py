@@ -274,8 +274,7 @@ class FITYMI(FeatureNormScoring, Detector):
         self.gen_stop_epoch_ = gen.stop_epoch_
         self.fid_rule_info_["stopped_early"] = bool(self.gen_stop_epoch_ is not None
                                                     and self.gen_stop_epoch_ < self.gen_epochs)
-        tgt = self.fid_rule_info_.get("target")
-        self.fid_rule_info_["target_reached"] = bool(tgt is not None and any(c.fid <= tgt for c in gen.checkpoints_))
+        self.fid_rule_info_["target_reached"] = bool(gen.target_reached_)
         self.fid_rule_info_["fallback"] = self.gen_fallback
         self.fid_rule_info_["restored_epoch"] = gen.restored_epoch_
         self.generator_ = gen
