@@ -62,7 +62,8 @@ metric = "f1"
     assert spec.select(["raw-nn-other"], ["mnist"]) == [spec.settings[1]]
     # the key changes with what changes results, not with notes
     assert _setting().key() == _setting(SPEC.replace('row = "raw pixels"', 'row = "x"\nnotes = "y"')).key()
-    assert _setting().key() != _setting(SPEC.replace("seeds = [0, 1]", "seeds = [0]")).key()
+    assert _setting().key() == _setting(SPEC.replace("seeds = [0, 1]", "seeds = [0]")).key()  # per-seed tasks
+    assert _setting().key() != _setting(SPEC.replace('profile = "cpu"', 'profile = "paper"')).key()
     assert _setting().key() != s.key()  # a variant changes what the parts hold
 
 
@@ -145,9 +146,9 @@ def test_spec_run_writes_parts_then_one_record_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     assert "1 run, 5 resumed" in capsys.readouterr().out
     # a changed setting does not reuse parts of another one
-    _write(tmp_path, SPEC.replace("seeds = [0, 1]", "seeds = [0]"))
+    _write(tmp_path, SPEC.replace('[[entry]]', '[[entry]]\nparams = { k = 2 }'))
     assert main(args) == 0
-    assert "3 run, 0 resumed" in capsys.readouterr().out
+    assert "6 run, 0 resumed" in capsys.readouterr().out
 
 
 def test_merged_parts_equal_one_in_memory_run(tmp_path):
@@ -192,6 +193,22 @@ def test_two_class_lists_of_one_setting_in_one_run_share_tasks(tmp_path):
     assert set(by_tasks) == {("0", "1", "2"), ("1",)}
     assert (by_tasks[("1",)]["per_task"][0]["metrics"]["auroc"]
             == by_tasks[("0", "1", "2")]["per_task"][1]["metrics"]["auroc"])
+
+
+def test_more_seeds_rerun_only_the_new_seeds(tmp_path):
+    """A setting grown from one seed to three reuses the first seed's parts (same key, same part
+    files) and runs only seeds 1 and 2; its record then holds all three seeds with their spread."""
+    one = _setting(SPEC.replace("seeds = [0, 1]", "seeds = [0]"))
+    first = run_settings([one], out_dir=tmp_path, allow_dirty=True, progress=False)
+    assert first.ran == 3 and first.records[0]["seeds"] == [0]
+    three = dataclasses.replace(one, seeds=[0, 1, 2])
+    grown = run_settings([three], out_dir=tmp_path, allow_dirty=True, progress=False)
+    assert (grown.ran, grown.skipped) == (6, 3)
+    rec = grown.records[0]
+    assert rec["seeds"] == [0, 1, 2] and rec["mean"]["auroc_std_seeds"] >= 0
+    assert all(len(t["metrics"]["auroc"]) == 3 for t in rec["per_task"])
+    assert [t["metrics"]["auroc"][0] for t in rec["per_task"]] == \
+        [t["metrics"]["auroc"][0] for t in first.records[0]["per_task"]]
 
 
 def test_classes_flag_splits_a_spec_entry_over_runs(tmp_path, capsys):

@@ -71,6 +71,19 @@ def test_headline_prefers_a_record_from_a_clean_commit():
     assert headline_rank(_record(commit="abc+dirty")) > headline_rank(_record(commit="abd", subset=True))
 
 
+def test_headline_prefers_the_input_size_of_the_profile():
+    """A record made at 64 px before the cpu profile's pretrained backbone moved to 224 px is a
+    reduced-resolution study: the 224-px record of the method heads its row even when it is older."""
+    from noveltylab.bench.tables import headline_rank, profile_input_size
+
+    old = _record(label="fitymi-mnv2", method="fitymi", config={"input_size": 64}, commit="abc")
+    now = _record(label="fitymi-mnv2-gen", method="fitymi", config={"input_size": 224}, commit="abd+dirty")
+    assert not profile_input_size(old) and profile_input_size(now)
+    assert headline_rank(now) > headline_rank(old)
+    assert profile_input_size(_record())  # a method without an input size is never marked down
+    assert profile_input_size(_record(method="no-such-method", config={"input_size": 7}))
+
+
 def test_analogue_reasons():
     assert analogue_reasons(_record()) == []
     assert analogue_reasons(_record(subset=True)) == ["2 classes only"]

@@ -92,11 +92,14 @@ class Setting:
     def key(self) -> str:
         """Hash of everything that changes a task's result: a part file is reused only under the same key.
 
-        The class list is left out: a task's result depends on its own class, not on which other classes
-        the setting runs, so a setting grown from classes [0, 1, 2] to every class reruns only the new ones.
+        The class and seed lists are left out: a task's result depends on its own class and seed, not on
+        which other classes or seeds the setting runs, so a setting grown from classes [0, 1, 2] to every
+        class, or from seeds [0] to [0, 1, 2], reruns only the new tasks. (The seed list hashes as the
+        default ``[0]`` so the keys of one-seed settings stay what they were.)
         """
         d = asdict(self)
         d["classes"] = None
+        d["seeds"] = [0]
         for k in ("row", "match", "notes", "paper_key"):
             d.pop(k)
         if not d["extras"]:

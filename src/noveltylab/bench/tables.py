@@ -20,11 +20,13 @@ rewrites every marked table under the project's README.md and method READMEs.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import re
 import shlex
 from pathlib import Path
 from typing import Any
 
+from ..detector import get_class
 from .report import _paper_ref, analogue_reasons, paper_numbers, paper_value
 
 START = re.compile(r"<!-- table:(?P<name>[\w-]+):start(?P<attrs>[^>]*?)-->")
@@ -135,11 +137,29 @@ def nln_table(records: list[dict[str, Any]]) -> str:
     return out
 
 
+def profile_input_size(r: dict[str, Any]) -> bool:
+    """Whether a record ran at the input size its method's profile uses now (a record without an input
+    size, or of an unknown method or profile, counts as yes). A record made before a profile's size
+    changed (e.g. a pretrained backbone at 64 px, now 224) is a reduced-resolution study, not the method."""
+    size = (r.get("config") or {}).get("input_size")
+    if size is None:
+        return True
+    try:
+        cls = get_class(r["method"])
+    except KeyError:
+        return True
+    now = cls.profiles.get(r.get("profile") or "", {}).get("input_size")
+    if now is None:
+        default = inspect.signature(cls.__init__).parameters.get("input_size")
+        now = None if default is None or default.default is inspect.Parameter.empty else default.default
+    return now is None or int(size) == int(now)
+
+
 def headline_rank(r: dict[str, Any]) -> tuple:
     """How well a record stands for its method (higher is better): complete runs first, then exact
-    protocol and data, the paper profile, the most classes x seeds, a run from a clean commit (no
-    ``+dirty`` in its provenance), the method's own label."""
-    return (not r.get("subset"), not analogue_reasons(r), r.get("profile") == "paper",
+    protocol and data, the paper profile, the profile's own input size, the most classes x seeds, a run
+    from a clean commit (no ``+dirty`` in its provenance), the method's own label."""
+    return (not r.get("subset"), not analogue_reasons(r), r.get("profile") == "paper", profile_input_size(r),
             len(r["tasks"]) * len(r["seeds"]), "dirty" not in str(r.get("commit", "")), r["label"] == r["method"])
 
 
