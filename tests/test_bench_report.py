@@ -116,6 +116,20 @@ def test_readme_tables_are_regenerated_between_markers(tmp_path):
     assert update_file(readme, []) == 2 and text.count("<!-- table:") == 4  # idempotent markers
 
 
+def test_headline_row_states_seeds_and_their_spread():
+    """A record of several seeds heads its method's row (more classes x seeds) and the row says how many
+    seeds it averages and their spread; a one-seed row shows the mean alone."""
+    from noveltylab.bench.tables import headline_table
+
+    one = _record(label="raw-nn-eed", auroc=0.95)
+    three = _record(label="raw-nn-eed", auroc=0.96, seeds=[0, 1, 2],
+                    mean={"auroc": 0.96, "auroc_std_seeds": 0.004})
+    row = [ln for ln in headline_table([one, three]).splitlines() if "`raw-nn`" in ln]
+    assert len(row) == 1 and ", 3 seeds |" in row[0] and "| 96.0 ± 0.4 |" in row[0]
+    row = [ln for ln in headline_table([one]).splitlines() if "`raw-nn`" in ln][0]
+    assert "seeds" not in row and "| 95.0 |" in row
+
+
 def test_plain_variant_is_not_shown_against_the_entry_paper_number(tmp_path):
     spec = SPEC.replace('params = { index = "PQ32x4" }', 'params = { index = "PQ32x4" }\npaper_key = "raw-nn-qed"\n'
                         '[[entry.variant]]\nlabel = "raw-nn-qed-plain"\nscoring = { index = "Flat" }')

@@ -176,7 +176,7 @@ def headline_table(records: list[dict[str, Any]]) -> str:
         rank = headline_rank(r)
         if key not in best or rank > best[key][0]:
             best[key] = (rank, r)  # type: ignore[assignment]
-    out = ["| paper | method | setting | paper AUROC | ours | Δ / analogue |", "|---|---|---|---|---|---|"]
+    out = ["| paper | method | setting | paper AUROC | ours (± seeds) | Δ / analogue |", "|---|---|---|---|---|---|"]
     for (paper, method), (_, r) in sorted(best.items()):  # type: ignore[misc]
         p = paper_value(refs, r)
         reasons = analogue_reasons(r)
@@ -184,8 +184,13 @@ def headline_table(records: list[dict[str, Any]]) -> str:
         opts = {k: v for k, v in (r.get("protocol_options") or {}).items() if k not in ("max_train", "test_every")}
         setting = f"{r['label']}, {r['dataset']}, {r['protocol']}" + "".join(f", {k}={v}" for k, v in opts.items()) \
             + f", {r.get('profile')} profile"
+        n_seeds = len(r.get("seeds") or [])
+        cell = f"{ours:.1f}"
+        if n_seeds > 1:  # the spread of the class-mean over seeds
+            setting += f", {n_seeds} seeds"
+            cell += f" ± {100 * r['mean'].get('auroc_std_seeds', 0.0):.1f}"
         delta = f"{ours - p:+.1f}" if not reasons else "analogue: " + "; ".join(reasons)
-        out.append(f"| {paper} | `{method}` | {setting} | {p:.1f} | {ours:.1f} | {delta} |")
+        out.append(f"| {paper} | `{method}` | {setting} | {p:.1f} | {cell} | {delta} |")
     return "\n".join(out)
 
 
