@@ -20,13 +20,13 @@ rewrites every marked table under the project's README.md and method READMEs.
 from __future__ import annotations
 
 import fnmatch
-import inspect
+import functools
 import re
 import shlex
 from pathlib import Path
 from typing import Any
 
-from ..detector import get_class
+from ..detector import create
 from .report import _paper_ref, analogue_reasons, paper_numbers, paper_value
 
 START = re.compile(r"<!-- table:(?P<name>[\w-]+):start(?P<attrs>[^>]*?)-->")
@@ -142,17 +142,18 @@ def profile_input_size(r: dict[str, Any]) -> bool:
     size, or of an unknown method or profile, counts as yes). A record made before a profile's size
     changed (e.g. a pretrained backbone at 64 px, now 224) is a reduced-resolution study, not the method."""
     size = (r.get("config") or {}).get("input_size")
-    if size is None:
-        return True
-    try:
-        cls = get_class(r["method"])
-    except KeyError:
-        return True
-    now = cls.profiles.get(r.get("profile") or "", {}).get("input_size")
-    if now is None:
-        default = inspect.signature(cls.__init__).parameters.get("input_size")
-        now = None if default is None or default.default is inspect.Parameter.empty else default.default
+    now = _profile_params(r["method"], r.get("profile")).get("input_size") if size is not None else None
     return now is None or int(size) == int(now)
+
+
+@functools.lru_cache(maxsize=None)
+def _profile_params(method: str, profile: str | None) -> dict[str, Any]:
+    """The parameters a method gets from its profile and constructor defaults today (the registry's
+    own ``create``); empty for an unknown method or profile."""
+    try:
+        return create(method, profile=profile).get_params()
+    except KeyError:
+        return {}
 
 
 def headline_rank(r: dict[str, Any]) -> tuple:
