@@ -554,3 +554,22 @@ def test_machine_names_the_cpu_model(monkeypatch):
     assert "(Example CPU 9000)" in text and text.endswith("cpus")
     monkeypatch.setattr(provenance, "cpu_model", lambda: "")
     assert "(" not in provenance.machine()
+
+
+def test_a_task_leaves_the_callers_thread_count_as_it_was():
+    """--threads applies to the task only: the sequential executor restores torch's and FAISS's thread
+    counts, so a later computation in the same process (another test, a notebook) is not changed."""
+    import faiss
+    import torch
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(2)
+    faiss.omp_set_num_threads(2)
+    try:
+        rec = run_settings([_setting()], out_dir=None, executor=SequentialExecutor(threads=1),
+                           progress=False).records[0]
+        assert rec["threads"] == 1
+        assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (2, 2)
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
