@@ -211,6 +211,52 @@ def test_more_seeds_rerun_only_the_new_seeds(tmp_path):
         [t["metrics"]["auroc"][0] for t in first.records[0]["per_task"]]
 
 
+def test_parts_rebuilt_from_a_record_let_it_grow_seeds(tmp_path, capsys):
+    """With its part files gone, a one-seed record (with a variant) grows to two seeds: --parts-from-records
+    rebuilds seed 0's parts from the records, only seed 1 runs, and seed 0's results are the record's."""
+    one = SPEC.replace("seeds = [0, 1]", "seeds = [0]") + '[[entry.variant]]\nlabel = "raw-nn-f1"\nmetric = "f1"\n'
+    import shutil
+
+    from noveltylab.bench.record_parts import parts_from_records
+
+    out = tmp_path / "out"
+    whole = dataclasses.replace(parse_spec(one, "t.toml").settings[0], classes=None)
+    first = run_settings([whole], out_dir=out, allow_dirty=True, progress=False)
+    before = {r["label"]: r for r in first.records}
+    assert not before["raw-nn-eed"]["subset"] and len(before) == 2
+    shutil.rmtree(out / "_parts")
+    grown = _write(tmp_path, one.replace("seeds = [0]", "seeds = [0, 1]").replace("classes = [0, 1, 2]\n", ""))
+    assert main(["bench", str(grown), "--out-dir", str(out), "--allow-dirty", "--executor", "sequential",
+                 "--parts-from-records"]) == 0
+    text = capsys.readouterr().out
+    assert "10 part file(s) rebuilt from its record" in text and "10 run, 10 resumed" in text
+    after = {json.loads(p.read_text())["label"]: json.loads(p.read_text()) for p in out.glob("*__cpu.json")}
+    for label, rec in before.items():
+        new = after[label]
+        assert new["seeds"] == [0, 1] and not new["subset"]
+        assert [t["metrics"]["auroc"][0] for t in new["per_task"]] == [t["metrics"]["auroc"][0] for t in rec["per_task"]]
+    # merging only the rebuilt parts gives back the record itself
+    rebuilt = [json.loads(p.read_text()) for p in sorted((out / "_parts").rglob("*seed0.json"))]
+    assert all(p["rebuilt_from"].startswith("raw-nn-eed__digits") for p in rebuilt)
+    again = engine.records_from_parts(whole, rebuilt, task_order=before["raw-nn-eed"]["tasks"])
+    for rec in again:
+        assert rec["per_task"] == before[rec["label"]]["per_task"] and rec["mean"] == before[rec["label"]]["mean"]
+    # a record of another setting (other parameters) is refused, naming both keys
+    other = dataclasses.replace(whole, params={"k": 3})
+    with pytest.raises(SpecError, match="made by another setting"):
+        parts_from_records(other, out)
+    # a subset record (a stopped run, a failed task) cannot stand in for the entry
+    path = out / "raw-nn-eed__digits__one-class__cpu.json"
+    complete = path.read_text()
+    path.write_text(json.dumps({**json.loads(complete), "subset": True}))
+    with pytest.raises(SpecError, match="subset record"):
+        parts_from_records(whole, out)
+    path.write_text(complete)
+    (out / "raw-nn-f1__digits__one-class__cpu.json").unlink()
+    with pytest.raises(SpecError, match="no finished record raw-nn-f1__digits__one-class__cpu.json"):
+        parts_from_records(whole, out)
+
+
 def test_classes_flag_splits_a_spec_entry_over_runs(tmp_path, capsys):
     """--classes with a spec runs only those tasks of the entry (as a second machine would); a rerun of
     the whole entry then runs only the rest and merges every part into the full record."""
@@ -499,3 +545,31 @@ def test_a_record_of_class_draws_needs_an_entry_naming_the_draws():
     printed = entry_toml(rec)
     assert "classes = [[0, 1], [2, 3]]" in printed
     assert uncovered_records([rec], [parse_spec(printed, "printed.toml")]) == []
+
+
+def test_machine_names_the_cpu_model(monkeypatch):
+    """Records name the CPU model: the same seed can train to other numbers on another CPU model."""
+    monkeypatch.setattr(provenance, "cpu_model", lambda: "Example CPU 9000")
+    text = provenance.machine()
+    assert "(Example CPU 9000)" in text and text.endswith("cpus")
+    monkeypatch.setattr(provenance, "cpu_model", lambda: "")
+    assert "(" not in provenance.machine()
+
+
+def test_a_task_leaves_the_callers_thread_count_as_it_was():
+    """--threads applies to the task only: the sequential executor restores torch's and FAISS's thread
+    counts, so a later computation in the same process (another test, a notebook) is not changed."""
+    import faiss
+    import torch
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(2)
+    faiss.omp_set_num_threads(2)
+    try:
+        rec = run_settings([_setting()], out_dir=None, executor=SequentialExecutor(threads=1),
+                           progress=False).records[0]
+        assert rec["threads"] == 1
+        assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (2, 2)
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])

@@ -236,15 +236,18 @@ def test_unode_autoaugood_with_mobilenet() -> None:
 
 @needs_data
 def test_unode_auroc_floor_mnist() -> None:
-    """A short run on 600 MNIST images of class 1 separates class 1 from the rest."""
+    """A short run on 600 MNIST images of class 1 separates class 1 from the rest.
+
+    6 epochs, not fewer: after 4 the AUROC still moved with the float path (0.80 with one torch thread,
+    above 0.85 with two, same seed); after 6 it was 0.95 / 0.97."""
     tr, te = load_dataset("mnist", "train", data_dir=DATA), load_dataset("mnist", "test", data_dir=DATA)
     sp = one_class(tr, te, 1, max_train=600)
     idx = np.random.default_rng(0).choice(len(sp.test), 1500, replace=False)
-    det = noveltylab.create("unode", profile="test", width=8, epochs=4, batch_size=64, image_size=28,
+    det = noveltylab.create("unode", profile="test", width=8, epochs=6, batch_size=64, image_size=28,
                             aug_weights="rotation:0.7,cut_permutation:0.3")
     det.fit(sp.train)
     a = auroc(sp.test_labels[idx], det.score(sp.test[idx]))
-    assert a > 0.85, a
+    assert a > 0.88, a
 
 
 # ---------------------------------------------------------------- protocols

@@ -63,6 +63,9 @@ def add_bench_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the tasks and which are done; run nothing")
     p.add_argument("--merge-only", action="store_true",
                    help="run nothing: merge the finished part files of a stopped run into subset records")
+    p.add_argument("--parts-from-records", action="store_true",
+                   help="first rebuild missing part files from each setting's complete record in --out-dir "
+                        "(to add seeds or classes to a record whose part files are gone)")
     p.add_argument("--to-spec", nargs="+", metavar="RECORD", default=None,
                    help="print the [[entry]] tables that reproduce these result files (to paste into a spec)")
     p.set_defaults(func=cmd_bench)
@@ -145,6 +148,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(entry_toml(json.loads(open(path).read())))
         return 0
     groups = _settings(args)
+    if args.parts_from_records:
+        from .record_parts import parts_from_records
+
+        for _, settings in groups:
+            for s in settings:
+                n = len(parts_from_records(s, args.out_dir))
+                print(f"{s.label} {s.dataset} {s.protocol}: {n} part file(s) rebuilt from its record")
     if args.dry_run:
         for spec, settings in groups:
             for s in settings:

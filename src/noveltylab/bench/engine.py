@@ -34,7 +34,7 @@ from ..data.protocols import PROTOCOLS, Split
 from ..detector import create, get_class, json_default, resolve_device
 from . import provenance
 from .runner import (ExtraMetrics, fallback_tasks, _accepts, _parse_task, _slug, _summarise, _task_name, calibrated_threshold,
-                     evaluate_split, peak_memory_mb, result_filename, score_split, set_threads, write_record,
+                     evaluate_split, limited_threads, peak_memory_mb, result_filename, score_split, write_record,
                      SCHEMA)
 from .spec import ENGINE_OPTIONS, Setting, SpecError, Variant, record_classes
 from .variants import apply_scoring
@@ -140,8 +140,14 @@ def _variant_result(det, split: Split, base: dict[str, Any], variant: Variant, j
 
 def run_task(job: Job, data_dir: str | None = None, threads: int | None = None, device: str | None = None,
              extra_metrics: ExtraMetrics | None = None, command: str = "") -> dict[str, Any]:
-    """Train and score one (setting, task, seed); the part: one result per record of the setting."""
-    set_threads(threads)
+    """Train and score one (setting, task, seed) with ``threads`` CPU threads (the caller's thread
+    settings are restored afterwards); the part: one result per record of the setting."""
+    with limited_threads(threads):
+        return _run_task(job, data_dir, device, extra_metrics, command)
+
+
+def _run_task(job: Job, data_dir: str | None, device: str | None, extra_metrics: ExtraMetrics | None,
+              command: str) -> dict[str, Any]:
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     s = job.setting

@@ -72,10 +72,26 @@ def current_command() -> str:
     return " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else the platform's), or ''.
+
+    Recorded because float results of the same seed can differ between CPU models (other SIMD kernels),
+    and a network trained for many steps can then end in a different place."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine(device: torch.device | None = None) -> str:
-    """CPU architecture and cores, plus the GPU's name when one was used (training seconds are only
-    comparable between records of the same machine)."""
-    text = f"{platform.machine()} {os.cpu_count()} cpus"
+    """CPU architecture, model and cores, plus the GPU's name when one was used (training seconds, and
+    the last digits of trained results, are only comparable between records of the same machine)."""
+    model = cpu_model()
+    text = f"{platform.machine()}{f' ({model})' if model else ''} {os.cpu_count()} cpus"
     if device is not None and device.type == "cuda":
         text += f", {torch.cuda.get_device_name(device)}"
     return text

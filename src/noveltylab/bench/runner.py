@@ -7,6 +7,7 @@ commit and the exact command.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import inspect
 import json
@@ -17,7 +18,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +52,25 @@ def set_threads(threads: int | None) -> None:
         import faiss
 
         faiss.omp_set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def limited_threads(threads: int | None) -> Iterator[None]:
+    """:func:`set_threads` for a block, then the previous torch / FAISS thread counts again, so a task
+    run in a caller's process (the sequential executor, a library call) leaves its thread settings as
+    they were: results of a short training run can depend on the thread count."""
+    if not threads:
+        yield
+        return
+    import faiss
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    set_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
 
 
 def _slug(text: str) -> str:
