@@ -573,3 +573,22 @@ def test_a_task_leaves_the_callers_thread_count_as_it_was():
     finally:
         torch.set_num_threads(before[0])
         faiss.omp_set_num_threads(before[1])
+
+
+def test_a_class_named_or_numbered_is_one_task():
+    """`--classes airplane` and `classes = [0]` are the same task: names of the data set's classes
+    become indices (other strings, e.g. a data set of novel images, stay), and a record keeps the
+    setting's task value whatever spelling its parts were run with."""
+    from noveltylab.bench.runner import _parse_task
+
+    names = ["airplane", "automobile", "bird"]
+    assert _parse_task("automobile", names) == 1 and _parse_task("2", names) == 2
+    assert _parse_task("airplane+bird", names) == [0, 2] and _parse_task("mnist", names) == "mnist"
+    setting = _setting(SPEC.replace("seeds = [0, 1]", "seeds = [0]"))
+    parts = run_settings([setting], out_dir=None, progress=False).records[0]
+    part = {"kind": "part", "key": setting.key(), "label": setting.label, "task": "zero", "name": "0", "seed": 0,
+            "results": [{"metrics": {"auroc": 0.9}, "train_seconds": 1.0, "score_images_per_s": 1.0, "n_train": 1,
+                         "n_val": 1, "n_test": 2, "n_novel": 1}],
+            "commit": "abc", "machine": "m", "device": "cpu", "threads": 1, "seconds": 1.0}
+    rec = engine.records_from_parts(setting, [part], task_order=["0"], tasks={"0": 0})[0]
+    assert rec["per_task"][0]["task"] == 0 and parts["per_task"][0]["task"] == 0

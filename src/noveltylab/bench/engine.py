@@ -213,9 +213,11 @@ def records_from_parts(setting: Setting, parts: Sequence[dict[str, Any]], *, fai
                        spec: Any = None, command: str = "", allow_dirty: bool = False,
                        executor: str = "sequential", wall_seconds: float | None = None,
                        default_tasks: set[str] | None = None,
-                       task_order: Sequence[str] = ()) -> list[dict[str, Any]]:
+                       task_order: Sequence[str] = (), tasks: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One record per record of the setting (the entry and each variant) from its finished parts
-    (tasks in ``task_order``, the setting's own order, then any others in part order)."""
+    (tasks in ``task_order``, the setting's own order, then any others in part order). ``tasks`` maps a
+    task name to the setting's own task value, which the record keeps whatever spelling a part has."""
+    tasks = tasks or {}
     order: dict[str, tuple[int, Any]] = {name: (i, None) for i, name in enumerate(dict.fromkeys(task_order))}
     for p in parts:
         order.setdefault(p["name"], (len(order), p["task"]))
@@ -225,7 +227,7 @@ def records_from_parts(setting: Setting, parts: Sequence[dict[str, Any]], *, fai
         per_task: dict[str, dict[str, Any]] = {}
         for p in sorted(parts, key=lambda p: (order[p["name"]][0], setting.seeds.index(p["seed"]))):
             r = p["results"][i]
-            e = per_task.setdefault(p["name"], {"task": p["task"], "name": p["name"], "metrics": {},
+            e = per_task.setdefault(p["name"], {"task": tasks.get(p["name"], p["task"]), "name": p["name"], "metrics": {},
                                                 "train_seconds": [], "score_images_per_s": [],
                                                 "n_train": r["n_train"], "n_val": r["n_val"],
                                                 "n_test": r["n_test"], "n_novel": r["n_novel"]})
@@ -411,7 +413,7 @@ def run_settings(settings: Iterable[Setting], *, spec: Any = None, out_dir: str 
         default = {_task_name(t, train.class_names) for t in PROTOCOLS[s.protocol][1](train)}
         for rec in records_from_parts(s, parts, failed=bad, spec=spec, command=command, allow_dirty=allow_dirty,
                                       executor=executor.name, wall_seconds=wall, default_tasks=default,
-                                      task_order=[j.name for j in jobs]):
+                                      task_order=[j.name for j in jobs], tasks={j.name: j.task for j in jobs}):
             rec["missing_tasks"] = [j.id for j in jobs if (s.key(), j.id) in missing]
             rec["subset"] = rec["subset"] or bool(rec["missing_tasks"])
             if out_dir is not None:

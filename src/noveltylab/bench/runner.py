@@ -192,10 +192,15 @@ def run_benchmark(method: str, dataset: str, protocol: str, *, classes: Sequence
 
 
 def _parse_task(task: Any, class_names: list[str]) -> Any:
+    """A task as the protocols take it: a class index (a class named by its name becomes its index, so
+    ``--classes airplane`` and ``classes = [0]`` are one task), a list for several normal classes, or
+    another string as given (e.g. a data set of novel images)."""
     if isinstance(task, str) and "+" in task:
         return [_parse_task(t, class_names) for t in task.split("+")]
     if isinstance(task, str) and task.lstrip("-").isdigit():
         return int(task)
+    if isinstance(task, str) and task in class_names:
+        return class_names.index(task)
     return task
 
 
